@@ -1,0 +1,131 @@
+"""The `bench` command: a thin layer over functions a notebook can call.
+
+Every verb imports its implementation lazily so `bench --help` is instant and a user error
+(BenchError) is printed as one line with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from bench.errors import BenchError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench.run import main_run
+
+    return main_run(config_file=args.config, sets=args.set, results=args.results)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from bench.sweep import main_sweep
+
+    return main_sweep(args.file, sets=args.set, workers=args.workers, storage=args.storage,
+                      results=args.results)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bench.sweep import main_status
+
+    return main_status(args.results_dir, storage=args.storage)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report import main_report
+
+    return main_report(args.results_dirs, out=args.out, baseline=args.baseline)
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from bench.report.figures import main_figures
+
+    return main_figures(results=args.results, out=args.out)
+
+
+def _perf(args: argparse.Namespace) -> int:
+    from bench.perf import main_perf
+
+    return main_perf(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="Benchmark harness for multi-level spiking neural networks "
+        "(run, sweep, report, figures, perf).",
+    )
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    r = sub.add_parser("run", help="one instrumented training run")
+    r.add_argument("--config", help="YAML file of config keys")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    r.add_argument("--results", help="results root (default results/)")
+    r.set_defaults(func=_run)
+
+    s = sub.add_parser("sweep", help="an Optuna sweep described by a W&B-schema YAML file")
+    s.add_argument("file")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
+    s.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
+    s.add_argument("--storage", help="optuna storage URL (default: journal file in results/)")
+    s.add_argument("--results", help="results root (default results/)")
+    s.set_defaults(func=_sweep)
+
+    st = sub.add_parser("status", help="the trial table of a sweep")
+    st.add_argument("results_dir")
+    st.add_argument("--storage", help="optuna storage URL, if not the study's journal file")
+    st.set_defaults(func=_status)
+
+    rp = sub.add_parser("report", help="tables and plots from run records")
+    rp.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR")
+    rp.add_argument("--out", help="output folder (default reports/<study>)")
+    rp.add_argument("--baseline", help="baseline row, e.g. arch=sew_resnet18")
+    rp.set_defaults(func=_report)
+
+    f = sub.add_parser("figures", help="the paper's figures and tables beside its numbers")
+    f.add_argument("--results", default="results")
+    f.add_argument("--out", default="reports/paper")
+    f.set_defaults(func=_figures)
+
+    pf = sub.add_parser("perf", help="time training steps against baselines")
+    pf.add_argument("--models", default="sparse_resnet18",
+                    help="comma-separated architectures to time (default sparse_resnet18)")
+    pf.add_argument("--T", type=int, default=1)
+    pf.add_argument("--N", type=int, default=4)
+    pf.add_argument("--batch-size", type=int, default=32)
+    pf.add_argument("--image-size", type=int, default=32)
+    pf.add_argument("--in-channels", type=int, default=3)
+    pf.add_argument("--warmup", type=int, default=3)
+    pf.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    pf.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    pf.add_argument("--channels-last", action="store_true")
+    pf.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    pf.add_argument("--compile", action="store_true", help="torch.compile the models")
+    pf.add_argument("--probes", action="store_true",
+                    help="also time the models with all run probes attached (overhead)")
+    pf.add_argument("--no-baselines", action="store_true",
+                    help="skip the ANN and spikingjelly SEW-ResNet18 baselines")
+    pf.set_defaults(func=_perf)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except BenchError as exc:
+        print(f"bench {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"bench {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Multi-level spiking neurons and their gradient estimators."""
+
+from bench.neurons.estimators import Estimator, build_estimator, names as estimator_names, register
+from bench.neurons.multilevel import MultiLevelIF
+
+__all__ = ["MultiLevelIF", "Estimator", "build_estimator", "estimator_names", "register"]

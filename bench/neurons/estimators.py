@@ -1,0 +1,84 @@
+"""Gradient estimators for the multi-level quantizer, registered by name.
+
+The quantizer sees the scaled potential s = N * v / theta and outputs y = clamp(floor(s), 0, N) / N.
+An estimator returns g(s) with dy/dv := g(s) / theta (so dy/ds = g(s) / N). A new estimator is
+one small class with a `derivative` method, decorated with @register("name").
+"""
+
+from __future__ import annotations
+
+import torch
+
+_REGISTRY: dict[str, type["Estimator"]] = {}
+
+
+def register(name: str):
+    def deco(cls: type["Estimator"]) -> type["Estimator"]:
+        if name in _REGISTRY:
+            raise ValueError(f"estimator '{name}' registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_estimator(name: str, **kwargs: float) -> "Estimator":
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown estimator '{name}'; known: {', '.join(names())}")
+    return _REGISTRY[name](**kwargs)
+
+
+class Estimator:
+    name = "base"
+
+    def __init__(self, **_: float) -> None:
+        pass
+
+    def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
+        """g(s): theta * dy/dv at the scaled potential s, shape of s."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@register("sigmoid")
+class SigmoidSurrogate(Estimator):
+    """Sum over the N thresholds k=1..N of the sigmoid surrogate's derivative at s - k.
+
+    For N=1 this is spikingjelly's surrogate.Sigmoid(alpha) at v - theta (theta=1).
+    """
+
+    def __init__(self, alpha: float = 4.0, **_: float) -> None:
+        self.alpha = float(alpha)
+
+    def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
+        total = torch.zeros_like(s)
+        for k in range(1, levels + 1):
+            sg = torch.sigmoid(self.alpha * (s - k))
+            total += sg * (1.0 - sg)  # [same shape as s]
+        return total.mul_(self.alpha)
+
+    def __repr__(self) -> str:
+        return f"SigmoidSurrogate(alpha={self.alpha})"
+
+
+@register("ste")
+class StraightThrough(Estimator):
+    """dy/dv = 1/theta everywhere: the quantizer is passed straight through."""
+
+    def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
+        return torch.ones_like(s)
+
+
+@register("ste_clipped")
+class ClippedStraightThrough(Estimator):
+    """dy/dv = 1/theta for v in [0, theta] (s in [0, N]), zero outside."""
+
+    def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
+        return ((s >= 0) & (s <= levels)).to(s.dtype)
