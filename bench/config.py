@@ -73,6 +73,7 @@ class RunConfig:
     study: str = "default"
     run_id: str = ""  # empty: generated
     results: str = "results"
+    progress_bar: bool = True
 
     def resolved_lr(self) -> float:
         if self.lr is not None:

@@ -8,6 +8,9 @@ functional.reset_net, monitors and step modes work unchanged.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 from spikingjelly.activation_based.neuron import SimpleBaseNode
 
@@ -21,14 +24,25 @@ class _Quantize(torch.autograd.Function):
     def forward(ctx, s: torch.Tensor, levels: int, estimator: Estimator, tol: float):
         ctx.save_for_backward(s)
         ctx.levels, ctx.estimator = levels, estimator
-        z = torch.floor(s + tol) if tol else torch.floor(s)
-        return z.clamp_(0, levels).mul_(1.0 / levels)
+        return _quantize(s, levels, tol)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         (s,) = ctx.saved_tensors
-        g = ctx.estimator.derivative(s, ctx.levels)
-        return grad_y * g.mul_(1.0 / ctx.levels), None, None, None
+        return _quantize_grad(grad_y, s, ctx.levels, ctx.estimator), None, None, None
+
+
+# The quantizer's float32 arithmetic, shared by the eager path and the fused kernels (bottom).
+def _quantize(s: torch.Tensor, levels: int, tol: float) -> torch.Tensor:
+    z = torch.floor(s + tol) if tol else torch.floor(s)
+    return z.clamp_(0, levels).mul_(1.0 / levels)
+
+
+def _quantize_grad(grad_y: torch.Tensor, s: torch.Tensor, levels: int,
+                   estimator: Estimator) -> torch.Tensor:
+    g = estimator.derivative(s, levels)
+    # not in place on g: a custom estimator may return a cached or expanded tensor
+    return grad_y.mul(g).mul_(1.0 / levels)
 
 
 class MultiLevelIF(SimpleBaseNode):
@@ -75,6 +89,9 @@ class MultiLevelIF(SimpleBaseNode):
 
     # charge / fire / reset (spikingjelly contract)
     def neuronal_charge(self, x: torch.Tensor) -> None:
+        # state and spikes stay float32 under autocast: in bf16/fp16, z/N and the barrier's sum
+        # of two such values lose whole spikes (no-op for float32 input)
+        x = x.float()
         # from rest the state is the float 0.0: skip an add (T=1 is the hot path)
         self.v = x if isinstance(self.v, float) and self.v == 0.0 else self.v + x
 
@@ -85,6 +102,12 @@ class MultiLevelIF(SimpleBaseNode):
     def neuronal_reset(self, spike: torch.Tensor) -> None:
         y = spike.detach() if self.detach_reset else spike
         self.v = self.v - y * self.v_threshold  # z theta / N with y = z / N
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _fusable(self, x):
+            return super().single_step_forward(x)  # charge, fire, reset
+        y, self.v = _FusedStep.apply(x, None if isinstance(self.v, float) else self.v, self)
+        return y
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         # x_seq: [T, B, ...] -> [T, B, ...]
@@ -100,3 +123,132 @@ class MultiLevelIF(SimpleBaseNode):
         return (f"levels={self.levels}, threshold={float(torch.as_tensor(self.v_threshold).detach()):g}, "
                 f"estimator={self.estimator!r}, rounding={self.rounding}, "
                 f"learnable_threshold={self.learnable_threshold}, step_mode={self.step_mode}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused CPU kernels: speed only, bit-identical results.
+#
+# Eager, one timestep is ~6 elementwise passes over memory forward (scale, floor, clamp, 1/N,
+# reset) and ~5N+4 backward with the sigmoid estimator; ReLU is one each way, so on a CPU the
+# neurons cost more than the convolutions they sit between. For large float32 CPU tensors the
+# same float32 operations, in the same order (the functions below call the eager ones), run as
+# one inductor C++ kernel per direction. Inductor compiles with -ffp-contract=off (no FMA
+# contraction) and its vectorized exp is ATen's (Sleef), so the results are bit-identical --
+# except that ATen finishes each thread's chunk with a scalar loop whose exp may differ in the
+# last bit: sizes where that happens keep the eager backward (_aten_vector_only).
+# BENCH_FUSED_NEURONS=auto (default: tensors of >= FUSED_MIN_NUMEL elements), on (any size), off.
+
+FUSED_MIN_NUMEL = 1 << 19  # smaller layers are cheap eagerly; tests stay below it (no compiling)
+_FUSED_MODES = ("auto", "on", "off")
+_fused = {"mode": os.environ.get("BENCH_FUSED_NEURONS", "auto"), "compiled": {}}
+
+
+def set_fused_kernels(mode: str) -> str:
+    """'auto', 'on' or 'off' for every MultiLevelIF in this process; returns the previous mode."""
+    if mode not in _FUSED_MODES:
+        raise ValueError(f"fused kernel mode must be one of {', '.join(_FUSED_MODES)}, got {mode!r}")
+    previous, _fused["mode"] = _fused["mode"], mode
+    return previous
+
+
+def _fusable(sn: MultiLevelIF, x: torch.Tensor) -> bool:
+    mode = _fused["mode"]
+    if mode == "off" or torch.compiler.is_compiling():  # a compiled model fuses the eager path
+        return False
+    if not (sn.detach_reset and isinstance(sn.v_threshold, float) and sn.estimator.fusable):
+        return False
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() < 64 or not _dense(x):
+        return False
+    v = sn.v
+    if isinstance(v, float):
+        if v != 0.0:
+            return False
+    elif v.dtype != torch.float32 or v.shape != x.shape or v.stride() != x.stride():
+        return False
+    return mode == "on" or x.numel() >= FUSED_MIN_NUMEL
+
+
+def _dense(t: torch.Tensor) -> bool:
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """The elements of a dense tensor in memory order, [numel] (a view)."""
+    return t.as_strided((t.numel(),), (1,), t.storage_offset())
+
+
+def _aten_vector_only(numel: int) -> bool:
+    """Whether ATen's elementwise loop handles every element in vector code: it splits numel
+    into ceil(numel / chunk) thread chunks (grain 32768) and ends each with a scalar loop over
+    the last chunk % (2 x vector width) elements (<= 32 floats with AVX-512)."""
+    threads = max(1, min(torch.get_num_threads(), -(-numel // 32768)))
+    chunk = -(-numel // threads)
+    return numel % 64 == 0 and chunk % 64 == 0
+
+
+def _fire_reset(x, v, c: float, levels: int, tol: float, theta: float):
+    """charge, fire, reset of one timestep, [n] -> (y, v after reset); v None: from rest."""
+    pot = x if v is None else v + x
+    y = _quantize(pot * c, levels, tol)
+    return y, pot - y * theta
+
+
+def _potential_grad(x, v, grad_y, c: float, levels: int, estimator: Estimator):
+    """dL/d(potential) through the spike only (s = potential * c, c = N / theta)."""
+    pot = x if v is None else v + x
+    return _quantize_grad(grad_y, pot * c, levels, estimator) * c
+
+
+def _run(fn, *args, compiled: bool = True):
+    """fn(*args) as one compiled kernel (dynamic length, constants specialized), else eagerly."""
+    if compiled and _fused["mode"] != "off":
+        try:
+            kernel = _fused["compiled"].get(fn)
+            if kernel is None:
+                kernel = _fused["compiled"][fn] = torch.compile(fn)
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    torch._dynamo.mark_dynamic(a, 0)
+            with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+                return kernel(*args)
+        except Exception as exc:  # no C++ compiler, unsupported platform: stay eager
+            warnings.warn(f"MultiLevelIF: fused kernels disabled ({type(exc).__name__}: {exc})")
+            _fused["mode"] = "off"
+    return fn(*args)
+
+
+class _FusedStep(torch.autograd.Function):
+    """One timestep (charge, fire, detached soft reset) on dense float32 CPU tensors.
+
+    Autograd sees what the eager path builds: dL/dx = dL/dv_prev = dL/dy * dy/dpot + dL/dv_next.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, v: torch.Tensor | None, sn: MultiLevelIF):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, v)
+        ctx.consts = (sn.levels / sn.v_threshold, sn.levels)
+        ctx.estimator = sn.estimator
+        y, v_next = _run(_fire_reset, _flat(x), None if v is None else _flat(v), *ctx.consts,
+                         sn.grid_tolerance, sn.v_threshold)
+        return y.as_strided(x.shape, x.stride()), v_next.as_strided(x.shape, x.stride())
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor | None, grad_next: torch.Tensor | None):
+        x, v = ctx.saved_tensors
+        grad = None
+        if grad_y is not None:
+            grad = _run(_potential_grad, _flat(x), None if v is None else _flat(v),
+                        _flat(_like(grad_y, x)), *ctx.consts, ctx.estimator,
+                        compiled=_aten_vector_only(x.numel())).as_strided(x.shape, x.stride())
+        if grad_next is not None:
+            grad = grad_next if grad is None else grad + grad_next
+        return grad, (None if v is None else grad), None
+
+
+def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """t in ref's memory layout (a gradient may arrive expanded or in another layout)."""
+    if t.stride() == ref.stride() and _dense(t):
+        return t
+    return t.contiguous(memory_format=torch.contiguous_format if ref.is_contiguous()
+                        else torch.channels_last)

@@ -1,0 +1,91 @@
+"""The LightningModule: any registered model x neuron settings x dataset, trained on T-averaged logits.
+
+The science lives here (loss, accuracy, optimiser); cross-cutting measurements (spikes, gradient
+norms, energy, the run record) are callbacks in bench/probes and bench/record.py.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from bench.config import RunConfig
+from bench.models import build_model
+
+SPLITS = ("train", "val", "test")
+
+
+class SpikingClassifier(L.LightningModule):
+    def __init__(self, cfg: RunConfig, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"config": cfg.to_dict(), "num_classes": num_classes,
+                                   "in_channels": in_channels})
+        self.model = build_model(
+            cfg.arch, num_classes=num_classes, in_channels=in_channels, T=cfg.T, N=cfg.N,
+            estimator=cfg.estimator, barrier_estimator=cfg.barrier_estimator, alpha=cfg.alpha,
+            threshold=cfg.threshold, learnable_threshold=cfg.learnable_threshold,
+            rounding=cfg.rounding,
+        )
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # ModuleDict keys can't be "train" (nn.Module.train), hence the split_ prefix
+        self.acc = torch.nn.ModuleDict(
+            {f"split_{s}": MulticlassAccuracy(num_classes, average="micro") for s in SPLITS})
+        self.loss_mean = torch.nn.ModuleDict({f"split_{s}": MeanMetric() for s in SPLITS})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C, H, W] images, or [B, T, C, H, W] frames from a DataLoader -> model wants [T, B, ...]
+        if x.dim() == 5:
+            x = x.transpose(0, 1)
+        if self.cfg.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        functional.reset_net(self.model)  # neuron state never leaks between batches
+        return self.model(x)  # [B, classes], averaged over T
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc, mean = self.acc[f"split_{split}"], self.loss_mean[f"split_{split}"]
+        acc.update(logits.detach(), y)
+        mean.update(loss.detach(), weight=y.shape[0])
+        on_step = split == "train"
+        self.log(f"{split}/loss", mean, on_step=False, on_epoch=True)
+        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "test")
+        if on_step:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        # one host sync per step; a NaN must stop the run, not poison the record
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        cfg, lr = self.cfg, self.cfg.resolved_lr()
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "none":
+            return opt
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        else:
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

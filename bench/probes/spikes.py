@@ -1,0 +1,107 @@
+"""Spike counts at every probe point (all neurons and residual sums), per image.
+
+Forward hooks on the modules of bench.models.probe_points reduce each output to three device
+scalars (summed spike counts z, non-zero count, largest z) during validation and test only, so
+training steps pay nothing and there is no per-batch host sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from bench.models import probe_points
+
+SPLITS = ("val", "test")
+
+
+class SpikeProbe(L.Callback):
+    """Keeps `last[split]`: probe -> {kind, index, levels, neurons, spikes_per_image,
+    nonzero_per_image, max_spike, rate} for the latest val epoch and the test run."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, dict[str, dict[str, Any]]] = {}
+        self._handles: list = []
+        self._stats: dict[str, torch.Tensor] = {}  # probe -> [spikes, nonzero, max] on the device
+        self._neurons: dict[str, int] = {}  # probe -> elements per image per timestep
+        self._images = 0
+        self._active = False
+        self._meta: dict[str, tuple[str, int, int]] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._handles:
+            return
+        for index, (name, module) in enumerate(probe_points(pl_module.model).items()):
+            self._meta[name] = (module.probe_kind, index, int(module.levels))
+            self._handles.append(module.register_forward_hook(self._hook(name, int(module.levels))))
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _hook(self, name: str, levels: int):
+        def hook(module: torch.nn.Module, inputs: Any, out: torch.Tensor) -> None:
+            if not self._active:
+                return
+            z = torch.round(out.detach().float() * levels)  # [T, B, ...] integer spike counts
+            stats = torch.stack([z.sum(), (z > 0).sum().to(z.dtype), z.amax()])
+            if name in self._stats:
+                prev = self._stats[name]
+                self._stats[name] = torch.stack([prev[0] + stats[0], prev[1] + stats[1],
+                                                 torch.maximum(prev[2], stats[2])])
+            else:
+                self._stats[name] = stats
+                self._neurons[name] = z[0, 0].numel()
+        return hook
+
+    def _start(self) -> None:
+        self._stats, self._images, self._active = {}, 0, True
+
+    def _count(self, batch: Any) -> None:
+        self._images += int(batch[1].shape[0])
+
+    def _finish(self, split: str, pl_module: L.LightningModule) -> None:
+        self._active = False
+        if not self._stats or self._images == 0:
+            return
+        names = list(self._stats)
+        host = torch.stack([self._stats[n] for n in names]).cpu().tolist()  # one sync per epoch
+        T = max(1, int(getattr(pl_module.model, "T", 1)))
+        table: dict[str, dict[str, Any]] = {}
+        for name, (spikes, nonzero, top) in zip(names, host):
+            kind, index, levels = self._meta[name]
+            neurons = self._neurons[name]
+            table[name] = {
+                "kind": kind, "index": index, "levels": levels, "neurons": neurons,
+                "spikes_per_image": spikes / self._images,
+                "nonzero_per_image": nonzero / self._images,
+                "max_spike": int(top),
+                "rate": spikes / self._images / (neurons * T),
+            }
+        self.last[split] = table
+        total = sum(row["spikes_per_image"] for row in table.values())
+        pl_module.log(f"{split}/spikes_total_per_image", total)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._start()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self._active:
+            self._count(batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._active:
+            self._finish("val", pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._count(batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._finish("test", pl_module)

@@ -1,0 +1,202 @@
+"""One instrumented training run: config -> data + model -> Lightning fit/test + probes -> record.
+
+`execute` is what `bench run` and every sweep trial call; it never needs a W&B server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+
+from bench.config import RunConfig, build_config, load_yaml, parse_sets
+from bench.errors import BenchError
+from bench.record import RunRecord
+
+SUMMARY_TABLE_KEYS = ("test_acc", "spikes_total_per_image", "nonzero_total_per_image",
+                      "energy_uj_per_image", "duration_s")
+
+
+def new_run_id(cfg: RunConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.arch}-T{cfg.T}N{cfg.N}-s{cfg.seed}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _limit(value: float) -> float | int:
+    return value if value <= 1.0 else int(value)
+
+
+class RecordWriter(L.Callback):
+    """Copies what the probes measured into the run record at each epoch end (listed last)."""
+
+    def __init__(self, record: RunRecord, probes: dict[str, L.Callback]) -> None:
+        self.record, self.probes = record, probes
+        self.epochs_completed = 0
+        self._grads_written = 0
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        m = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                               "time_s": round(time.perf_counter() - self._t0, 3)}
+        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/spikes_total_per_image",
+                    "val/energy_uj_per_image"):
+            if key in m:
+                row[key] = float(m[key])
+        self.record.add_metrics(row)
+        spikes = self.probes.get("spikes")
+        if spikes is not None and "val" in spikes.last:
+            self.record.add_layers("val", trainer.current_epoch, spikes.last["val"])
+        grads = self.probes.get("grads")
+        if grads is not None:
+            self.record.add_grads(grads.rows[self._grads_written:])
+            self._grads_written = len(grads.rows)
+        self.epochs_completed = trainer.current_epoch + 1
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        spikes = self.probes.get("spikes")
+        if spikes is not None and "test" in spikes.last:
+            # test rows carry the number of trained epochs
+            self.record.add_layers("test", self.epochs_completed, spikes.last["test"])
+
+
+def build_probes(cfg: RunConfig) -> dict[str, L.Callback]:
+    if not cfg.probes:
+        return {}
+    from bench.probes.energy import EnergyProbe
+    from bench.probes.gradients import GradNormProbe
+    from bench.probes.spikes import SpikeProbe
+
+    return {"spikes": SpikeProbe(), "grads": GradNormProbe(every=cfg.grad_every),
+            "energy": EnergyProbe(preset=cfg.energy_preset, counting=cfg.energy_counting)}
+
+
+def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: RecordWriter | None,
+              started: float) -> dict[str, Any]:
+    """The measured fields of summary.json (README, "The run record")."""
+    m = trainer.callback_metrics if trainer is not None else {}
+    out: dict[str, Any] = {
+        "test_acc": float(m["test/acc"]) if "test/acc" in m else None,
+        "test_loss": float(m["test/loss"]) if "test/loss" in m else None,
+        "val_acc": float(m["val/acc"]) if "val/acc" in m else None,
+        "epochs_completed": writer.epochs_completed if writer else 0,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    spikes = probes.get("spikes")
+    table = spikes.last.get("test", {}) if spikes is not None else {}
+    out["spikes_per_image"] = {p: s["spikes_per_image"] for p, s in table.items()}
+    out["spikes_total_per_image"] = sum(out["spikes_per_image"].values()) if table else None
+    out["nonzero_per_image"] = {p: s["nonzero_per_image"] for p, s in table.items()}
+    out["nonzero_total_per_image"] = sum(out["nonzero_per_image"].values()) if table else None
+    out["max_spike_per_probe"] = {p: s["max_spike"] for p, s in table.items()}
+    energy = probes.get("energy")
+    breakdown = energy.last.get("test") if energy is not None else None
+    out["energy_uj_per_image"] = breakdown["total_uj_per_image"] if breakdown else None
+    out["energy"] = breakdown
+    grads = probes.get("grads")
+    out["grad_norm_per_block"] = dict(grads.epoch_means) if grads is not None else {}
+    return out
+
+
+def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.Callback] = ()) -> dict:
+    """Train and test one run, writing its record; returns summary.json's content.
+
+    On failure the record's summary gets status "failed" (or "pruned") and the one-line error,
+    and the exception is re-raised for the caller (CLI or sweep) to handle.
+    """
+    from bench.data import build_datamodule, check_available
+    from bench.module import SpikingClassifier
+    from bench.tracking import finish, log_layers, make_logger
+
+    if not cfg.run_id:
+        cfg = cfg.replace(run_id=new_run_id(cfg))
+    started = time.perf_counter()
+    check_available(cfg)  # a missing data set is a one-line error before anything is written
+    record = RunRecord(cfg, trial)
+    probes, writer, trainer, logger = build_probes(cfg), None, None, None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg)
+        module = SpikingClassifier(cfg, datamodule.num_classes, datamodule.in_channels)
+        writer = RecordWriter(record, probes)
+        logger = make_logger(cfg, record.dir)
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
+            limit_train_batches=_limit(cfg.limit_train_batches),
+            limit_val_batches=_limit(cfg.limit_val_batches),
+            limit_test_batches=_limit(cfg.limit_test_batches),
+            callbacks=[*probes.values(), *callbacks, writer], logger=logger or False,
+            enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
+            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+            deterministic="warn" if cfg.deterministic else False,
+            default_root_dir=str(record.dir),
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
+            trainer.fit(module, datamodule=datamodule)
+            trainer.test(module, datamodule=datamodule, verbose=False)
+        summary = summarize(trainer, probes, writer, started)
+        if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
+            log_layers(logger, "test", probes["spikes"].last["test"])
+        summary["wandb_dir"] = finish(logger, {**summary, "status": "completed"})
+        return record.write_summary({"status": "completed", "error": None, **summary})
+    except BaseException as exc:
+        status = "pruned" if type(exc).__name__ == "TrialPruned" else "failed"
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        summary = summarize(trainer, probes, writer, started)
+        try:
+            summary["wandb_dir"] = finish(logger, {**summary, "status": status})
+        except Exception:  # a broken W&B run must not hide the real error
+            summary["wandb_dir"] = None
+        record.write_summary({"status": status, "error": error, **summary})
+        raise
+
+
+def _print_config(cfg: RunConfig) -> None:
+    items = [f"{k}={v}" for k, v in cfg.to_dict().items()]
+    print("config: " + " ".join(items), flush=True)
+
+
+def _print_summary(summary: dict, path: Path) -> None:
+    from tabulate import tabulate
+
+    rows = [(k, summary.get(k)) for k in SUMMARY_TABLE_KEYS]
+    rows.append(("record", str(path)))
+    if summary.get("wandb_dir"):
+        rows.append(("wandb (offline: `wandb sync DIR`)", summary["wandb_dir"]))
+    print(tabulate(rows, headers=["", summary["config"]["arch"]], floatfmt=".4g"))
+
+
+def main_run(config_file: str | None = None, sets: list[str] | None = None,
+             results: str | None = None) -> int:
+    layers: list[dict[str, Any]] = []
+    if config_file:
+        layers.append(load_yaml(config_file))
+    layers.append(parse_sets(sets))
+    if results:
+        layers.append({"results": results})
+    cfg = build_config(*layers)
+    if not cfg.run_id:
+        cfg = cfg.replace(run_id=new_run_id(cfg))
+    _print_config(cfg)
+    from bench.record import run_dir
+
+    try:
+        summary = execute(cfg)
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed run is one line plus its record
+        print(f"bench run: run failed: {type(exc).__name__}: {exc} (record: {run_dir(cfg)})",
+              file=sys.stderr)
+        return 1
+    _print_summary(summary, run_dir(cfg))
+    return 0
