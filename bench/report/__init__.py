@@ -1,0 +1,242 @@
+"""`bench report`: run records of one or several studies -> tables, figures, index.md/html.
+
+    build_report(["results/avalanche"], "reports/avalanche") -> [every file written]
+
+Reads only the saved run records (README "The run record"); uses completed runs, counts the
+others. Output: tables/*.{md,csv,tex}, figures/*.{png,pdf}, index.md, index.html.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report import plots
+from bench.report.index import Page
+from bench.report.load import (Records, group_keys, load_records, parse_baseline,
+                               sweep_baseline)
+from bench.report.tables import (add_labels, aggregate, baseline_mask, change_sentences,
+                                 coerce_baseline, energy_table, metric_columns, relative_change,
+                                 summary_table, sums_table)
+
+__all__ = ["main_report", "build_report", "prepare", "Prepared"]
+
+
+@dataclass
+class Prepared:
+    """Completed runs and their groups, labelled the same way in every table and figure.
+
+    keys: the grouping keys; agg: one row per group (aggregate() columns + `label`), sorted;
+    done: the completed runs with their group's `label`.
+    """
+
+    records: Records
+    keys: list[str]
+    agg: pd.DataFrame
+    done: pd.DataFrame
+
+
+def prepare(records: Records, keys: list[str] | None = None) -> Prepared:
+    keys = group_keys(records) if keys is None else keys
+    done = _completed(records)
+    if done.empty:
+        return Prepared(records, keys, pd.DataFrame(columns=keys + ["label"]), done)
+    agg = add_labels(aggregate(done, keys, metric_columns()), keys)
+    done = done.merge(agg[keys + ["label"]], on=keys, how="left")
+    return Prepared(records, keys, agg, done)
+
+
+def main_report(results_dirs: list[str], out: str | None = None,
+                baseline: str | None = None) -> int:
+    files = build_report(results_dirs, out, baseline)
+    index = next(f for f in files if f.name == "index.md")
+    print(f"report: {len(files)} files in {index.parent} (open {index} or "
+          f"{index.with_suffix('.html')})")
+    return 0
+
+
+def default_out(studies: list[str]) -> Path:
+    return Path("reports") / "+".join(s.replace("/", "-") for s in studies)
+
+
+def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
+                 baseline: str | None = None) -> list[Path]:
+    """Write the report of the studies' run records into `out`; return every file written."""
+    records = load_records(results_dirs)
+    out = Path(out) if out is not None else default_out(records.studies)
+    prep = prepare(records)
+    keys, agg, done = prep.keys, prep.agg, prep.done
+    if done.empty and baseline:
+        raise BenchError(f"--baseline {baseline} matches no row: no completed run")
+    # the baseline is checked before anything is written: a bad --baseline leaves no files
+    base_page = Page("")
+    changed = None if done.empty else _baseline(records, agg, done, keys, baseline, base_page)
+    page = Page(f"bench report: {' + '.join(records.studies)}")
+    out.mkdir(parents=True, exist_ok=True)
+    files = _write_runs(records, keys, out, page)
+    if done.empty:
+        page.text("No completed run: no table or figure can be made.")
+        return files + page.write(out)
+    page.blocks += base_page.blocks
+    files += _tables(records, agg, done, keys, changed, out, page)
+    files += _figures(records, agg, done, keys, out, page)
+    return files + page.write(out)
+
+
+def _completed(records: Records) -> pd.DataFrame:
+    done = records.completed.copy()
+    for col in ("arch", "T", "N", "barrier_estimator", "dataset"):
+        if col not in done.columns:
+            done[col] = np.nan
+    return done.reset_index(drop=True)
+
+
+def _status_sentence(records: Records) -> str:
+    counts = records.status_counts()
+    used = counts.get("completed", 0)
+    others = [f"{n} {s}" for s, n in counts.items() if s != "completed"]
+    total = len(records.runs)
+    text = f"{total} run record{'s' if total != 1 else ''}: {used} completed (used)"
+    return text + (f"; {', '.join(others)} (counted, not used)." if others else ".")
+
+
+def _write_runs(records: Records, keys: list[str], out: Path, page: Page) -> list[Path]:
+    """Every record (any status) as one CSV row, and the counts on the page."""
+    page.text(_status_sentence(records))
+    page.text("Rows are grouped by: " + (", ".join(keys) or "nothing (one group)")
+              + "; each row aggregates its seeds (mean, std with ddof 1, count).")
+    bad = records.runs[records.runs["status"] != "completed"]
+    page.bullets([f"{r.uid} ({r.status}): {r.error}" if isinstance(r.error, str) and r.error
+                  else f"{r.uid} ({r.status})" for r in bad.itertuples()])
+    cols = ["uid", "study", "run_id", "status", "error"] + [
+        k for k in dict.fromkeys(keys + ["seed"]) if k in records.runs.columns] + [
+        c for c in ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
+                    "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
+                    "duration_s") if c in records.runs.columns]
+    path = out / "tables" / "runs.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.runs[cols].sort_values("uid").to_csv(path, index=False, lineterminator="\n")
+    page.file("Every run record, one row each, with its status and error.", path, out)
+    return [path]
+
+
+def _baseline(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
+              text: str | None, page: Page) -> pd.DataFrame | None:
+    """Rows' change vs the baseline row (--baseline, else the sweep file's `baseline:`)."""
+    wanted: dict[str, Any] = parse_baseline(text) if text else sweep_baseline(records)
+    if not wanted:
+        page.text("No baseline (none in sweep.yaml, no --baseline): no relative change.")
+        return None
+    where = "--baseline" if text else "sweep.yaml baseline"
+    spec = ",".join(f"{k}={v}" for k, v in wanted.items())
+    base = coerce_baseline(wanted, records, strict=bool(text))
+    mask = baseline_mask(agg, done, base) if base else pd.Series(False, index=agg.index)
+    if not mask.any():
+        if text:
+            raise BenchError(f"--baseline {spec} matches no row; {_values(agg, done, wanted)}")
+        page.text(f"The {where} {spec} matches no completed run: no relative change.")
+        return None
+    changed = relative_change(agg, keys, mask)
+    page.heading("Change against the baseline")
+    page.text(f"Baseline ({where}): {spec}. Activity and energy as relative change, accuracy "
+              "as a difference in percentage points, each row against the baseline row with "
+              "the same values of the other keys.")
+    page.bullets(change_sentences(changed))
+    return changed
+
+
+def _values(agg: pd.DataFrame, done: pd.DataFrame, wanted: dict[str, Any]) -> str:
+    parts = []
+    for key in wanted:
+        col = agg[key] if key in agg.columns else done[key]
+        parts.append(f"values of {key}: {', '.join(sorted(map(str, col.unique())))}")
+    return "; ".join(parts)
+
+
+def _tables(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
+            changed: pd.DataFrame | None, out: Path, page: Page) -> list[Path]:
+    page.heading("Tables")
+    files: list[Path] = []
+    tables = [summary_table(agg, keys, len(done), changed), sums_table(records.layers, done, keys),
+              energy_table(agg, keys, len(done))]
+    for table in tables:
+        if table is not None:
+            written = table.write(out / "tables")
+            page.table(table, written, out)
+            files += written
+    probes = _probe_table(records, done, keys)
+    if not probes.empty:
+        path = out / "tables" / "probes.csv"
+        probes.to_csv(path, index=False, lineterminator="\n")
+        page.file(f"Per-probe spike statistics on the test split (every neuron and residual sum), "
+                  f"mean over seeds per group, from {probes['runs'].max()} runs per group at "
+                  f"most.", path, out)
+        files.append(path)
+    return files
+
+
+def _probe_table(records: Records, done: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The long table: one row per (group, probe), mean over seeds, in depth order."""
+    layers = records.layers.merge(done[["uid", "label"] + keys], on="uid")
+    if layers.empty:
+        return layers
+    g = layers.groupby(["label"] + keys + ["probe"], dropna=False, sort=False)
+    out = g.agg(kind=("kind", "first"), index=("index", "first"), levels=("levels", "first"),
+                neurons=("neurons", "first"), runs=("uid", "nunique"),
+                spikes_per_image_mean=("spikes_per_image", "mean"),
+                spikes_per_image_std=("spikes_per_image", "std"),
+                nonzero_per_image_mean=("nonzero_per_image", "mean"),
+                rate_mean=("rate", "mean"), max_spike=("max_spike", "max"))
+    return out.reset_index().sort_values(keys + ["index", "probe"], kind="stable")
+
+
+def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
+             out: Path, page: Page) -> list[Path]:
+    page.heading("Figures")
+    order = list(agg["label"])
+    grad_agg = add_labels(agg.drop(columns="label"), keys, with_estimator=True)
+    grad_runs = done.drop(columns="label").merge(grad_agg[keys + ["label"]], on=keys, how="left")
+    n_sum = records.layers[records.layers["uid"].isin(done["uid"])]["uid"].nunique()
+    n_grad = records.grads[records.grads["uid"].isin(done["uid"])]["uid"].nunique()
+    facets = [k for k in keys if k not in ("T", "N")]
+    specs = [
+        ("avalanche", lambda: plots.avalanche_figure(done, records.layers, order),
+         f"Spikes per test image at each residual sum along depth, one series per group, mean ± "
+         f"std over seeds: (a) with the bound N·T·neurons a multi-level neuron per element "
+         f"could emit, (b) per neuron and timestep vs N, (c) the largest single spike count vs "
+         f"N; from {n_sum} completed runs with probe statistics."),
+        ("gradient",
+         lambda: plots.gradient_figure(grad_runs, records.grads, list(grad_agg["label"])),
+         f"Per-block gradient L2 norm over training for each variant (architecture + barrier "
+         f"estimator), mean over seeds, and each block's mean over training; from {n_grad} "
+         f"completed runs with grads.csv."),
+        ("levels", lambda: plots.levels_figure(agg, facets),
+         f"Accuracy and energy per image over the T x N grid"
+         f"{' per ' + ', '.join(facets) if facets else ''}, mean over seeds, from {len(done)} "
+         f"completed runs."),
+        ("energy", lambda: plots.energy_figure(agg),
+         f"Energy per test image, arithmetic and memory parts stacked, ANN vs binary SNN (N=1) "
+         f"vs multi-level SNN, mean over seeds, {len(agg)} groups from {len(done)} completed "
+         f"runs."),
+    ]
+    return render_figures(specs, out, page)
+
+
+def render_figures(specs, out: Path, page: Page) -> list[Path]:
+    """Build, save and list each figure; a SkipPlot becomes a sentence saying why."""
+    files: list[Path] = []
+    for name, build, sentence in specs:
+        try:
+            fig = build()
+        except plots.SkipPlot as skip:
+            page.text(f"The {name} plot is skipped: {skip}.")
+            continue
+        written = plots.save_figure(fig, out / "figures" / name)
+        page.figure(name, written, sentence, out)
+        files += written
+    return files

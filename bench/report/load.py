@@ -1,0 +1,292 @@
+"""Run records -> pandas DataFrames (reads only the saved records, never a model or W&B).
+
+A study folder is `results/<study>/` with `runs/<run_id>/{config.json, summary.json, metrics.csv,
+layers.csv, grads.csv}` and an optional `sweep.yaml` (W&B schema, written by `bench sweep`).
+Every record is read whatever its status; only the report decides what to use.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench.errors import BenchError
+
+# config.json carries provenance beside the config keys; these are not settings of the run.
+PROVENANCE = ("versions", "git_commit", "host", "trial")
+# Keys that never define a group: identity, bookkeeping, and the seed we aggregate over.
+NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_root",
+                "download", "num_workers", "progress_bar")
+# summary.json scalars copied onto the run row as they are.
+SUMMARY_SCALARS = ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
+                   "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
+                   "duration_s")
+# summary.json `energy` -> run-row columns (uJ per image, or operation counts per image).
+ENERGY_FIELDS = {"ac_per_image": "energy_ac", "mac_per_image": "energy_mac",
+                 "arith_uj_per_image": "energy_arith_uj",
+                 "memory_uj_per_image": "energy_memory_uj",
+                 "total_uj_per_image": "energy_total_uj"}
+MEMORY_PARTS = ("weights", "membrane", "bias", "outputs")
+SUM_PROBE = re.compile(r"^sum(\d+)$")
+LAYER_COLUMNS = ["uid", "probe", "kind", "index", "levels", "neurons", "spikes_per_image",
+                 "nonzero_per_image", "max_spike", "rate"]
+GRAD_COLUMNS = ["uid", "step", "group", "grad_norm"]
+
+
+@dataclass
+class Records:
+    """Every run record of one or several studies.
+
+    runs: one row per record (every status), config keys as columns, `uid` = study/run_id.
+    layers: test-split probe statistics (last test epoch), long: one row per (run, probe).
+    grads: per-block gradient norms over training, long: one row per (run, step, group).
+    """
+
+    runs: pd.DataFrame
+    layers: pd.DataFrame
+    grads: pd.DataFrame
+    config_keys: list[str]
+    sweeps: dict[str, dict] = field(default_factory=dict)
+    studies: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "completed"]
+
+    def status_counts(self) -> dict[str, int]:
+        counts = self.runs["status"].value_counts()
+        return {str(k): int(counts[k]) for k in sorted(counts.index)}
+
+
+def run_dirs(study_dir: Path) -> list[Path]:
+    """The record folders of a study: runs/<run_id>/ holding a summary or a config."""
+    runs = study_dir / "runs"
+    if not runs.is_dir():
+        return []
+    return sorted(d for d in runs.iterdir() if d.is_dir() and (
+        (d / "summary.json").is_file() or (d / "config.json").is_file()))
+
+
+def load_records(dirs: list[str | Path]) -> Records:
+    """Read every run record under each study folder; BenchError names a folder without any."""
+    rows, layers, grads, sweeps, studies, seen = [], [], [], {}, [], set()
+    for d in map(Path, dirs):
+        found = run_dirs(d)
+        if not found:
+            raise BenchError(f"no run records in {d} (expected {d}/runs/<run_id>/summary.json)")
+        if d.resolve() in seen:
+            raise BenchError(f"study folder {d} given twice")
+        seen.add(d.resolve())
+        # two roots holding a study of the same name (results/a vs results_gpu/a) stay apart
+        name = d.name if d.name not in studies else f"{d.resolve().parent.name}/{d.name}"
+        studies.append(name)
+        sweep = read_sweep(d)
+        if sweep is not None:
+            sweeps[name] = sweep
+        for run in found:
+            row, layer_rows, grad_rows = read_run(run, name)
+            rows.append(row)
+            layers += layer_rows
+            grads += grad_rows
+    runs = pd.DataFrame(rows)
+    config_keys = [c for c in dict.fromkeys(k for r in rows for k in r.get("_config_keys", ()))]
+    runs = runs.drop(columns="_config_keys")
+    return Records(runs=runs.reset_index(drop=True),
+                   layers=_frame(layers, LAYER_COLUMNS, ("uid", "probe", "kind")),
+                   grads=_frame(grads, GRAD_COLUMNS, ("uid", "group")),
+                   config_keys=config_keys, sweeps=sweeps, studies=studies)
+
+
+def read_sweep(study_dir: Path) -> dict | None:
+    path = study_dir / "sweep.yaml"
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise BenchError(f"{path}: not valid YAML") from None
+    return data if isinstance(data, dict) else None
+
+
+def swept_keys(sweep: dict | None) -> list[str]:
+    """Parameters a W&B-schema sweep varies: those with `values` (2+) or a min/max range."""
+    params = (sweep or {}).get("parameters") or {}
+    out = []
+    for key, spec in params.items():
+        if not isinstance(spec, dict):
+            continue
+        values = spec.get("values")
+        if (isinstance(values, list) and len(values) > 1) or ("min" in spec and "max" in spec):
+            out.append(str(key))
+    return out
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_run(run: Path, study: str) -> tuple[dict, list[dict], list[dict]]:
+    """One record -> (run row, layer rows, grad rows); a missing or broken file leaves NaNs."""
+    summary = _read_json(run / "summary.json")
+    config = (summary or {}).get("config") or _read_json(run / "config.json") or {}
+    config = {k: v for k, v in config.items() if k not in PROVENANCE}
+    uid = f"{study}/{run.name}"
+    row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
+    row.update(uid=uid, study=study, run_id=run.name, path=str(run),
+               _config_keys=[k for k in row if k not in ("study", "run_id", "results")])
+    if summary is None:
+        broken = (run / "summary.json").is_file()
+        row.update(status="unreadable" if broken else "no summary",
+                   error="summary.json is not valid JSON" if broken else "no summary.json yet")
+        return row, [], []
+    row.update(status=str(summary.get("status") or "unknown"), error=summary.get("error"))
+    row.update(_summary_scalars(summary))
+    return row, _layers(run, uid, summary), _grads(run, uid)
+
+
+def _num(value: Any) -> float:
+    """A JSON number as float; null, missing or non-numeric -> NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return float(value)
+
+
+def _summary_scalars(summary: dict) -> dict[str, float]:
+    out = {k: _num(summary.get(k)) for k in SUMMARY_SCALARS}
+    # An ANN has no spikes: an empty probe dict means "not applicable", not "zero spikes",
+    # so it can't win "fewest spikes" in a table.
+    if not summary.get("spikes_per_image"):
+        out["spikes_total_per_image"] = float("nan")
+        out["nonzero_total_per_image"] = float("nan")
+    out["test_acc_pct"] = 100.0 * out["test_acc"]
+    energy = summary.get("energy") if isinstance(summary.get("energy"), dict) else {}
+    out.update({col: _num(energy.get(key)) for key, col in ENERGY_FIELDS.items()})
+    parts = energy.get("memory_parts_uj_per_image") or {}
+    out.update({f"energy_{p}_uj": _num(parts.get(p)) for p in MEMORY_PARTS})
+    if np.isnan(out["energy_uj_per_image"]):
+        out["energy_uj_per_image"] = out["energy_total_uj"]
+    return out
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts of strings (csv module: ~10x faster than one pandas
+    read per file when a study has hundreds of runs); a missing or broken file -> []."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _layers(run: Path, uid: str, summary: dict) -> list[dict]:
+    """Test-split probe rows of the last test epoch.
+
+    Without test rows in layers.csv the test numbers come from summary.json, with each
+    probe's kind, depth index, levels and neuron count taken from its other rows (a probe's
+    shape is the same in every split), so bounds can still be drawn.
+    """
+    rows = _read_csv(run / "layers.csv")
+    if rows and not {"split", "probe", "spikes_per_image"} <= set(rows[0]):
+        rows = []
+    test = _last_epoch([r for r in rows if r["split"] == "test"])
+    if not test:
+        shape = {r["probe"]: r for r in _last_epoch(rows)}
+        test = [r | {c: shape.get(r["probe"], {}).get(c, r.get(c))
+                     for c in ("kind", "index", "levels", "neurons")}
+                for r in _layers_from_summary(summary)]
+    return [{c: r.get(c) for c in LAYER_COLUMNS} | {"uid": uid} for r in test]
+
+
+def _last_epoch(rows: list[dict]) -> list[dict]:
+    if not rows or "epoch" not in rows[0]:
+        return rows
+    last = max(_num_text(r["epoch"]) for r in rows)
+    return [r for r in rows if _num_text(r["epoch"]) == last]
+
+
+def _num_text(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _layers_from_summary(summary: dict) -> list[dict]:
+    """Probe rows from summary.json (kind guessed from the name; no neuron counts)."""
+    spikes = summary.get("spikes_per_image") or {}
+    nonzero = summary.get("nonzero_per_image") or {}
+    maxima = summary.get("max_spike_per_probe") or {}
+    return [{"probe": p, "index": i, "kind": "sum" if SUM_PROBE.match(p) else None,
+             "spikes_per_image": _num(v), "nonzero_per_image": _num(nonzero.get(p)),
+             "max_spike": _num(maxima.get(p))} for i, (p, v) in enumerate(spikes.items())]
+
+
+def _grads(run: Path, uid: str) -> list[dict]:
+    rows = _read_csv(run / "grads.csv")
+    if not rows or not {"step", "group", "grad_norm"} <= set(rows[0]):
+        return []
+    return [{"uid": uid, "step": r["step"], "group": r["group"], "grad_norm": r["grad_norm"]}
+            for r in rows]
+
+
+def _frame(rows: list[dict], columns: list[str], text: tuple[str, ...]) -> pd.DataFrame:
+    """One DataFrame from all runs' rows; every column but `text` ones numeric (bad -> NaN)."""
+    df = pd.DataFrame(rows, columns=columns)
+    for col in columns:
+        if col in text:
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        else:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def group_keys(records: Records) -> list[str]:
+    """The keys that define a row of the tables.
+
+    The sweep files' swept parameters, plus any other config key that differs across the
+    completed runs (so runs of different settings are never averaged together), minus the
+    seed and bookkeeping keys. With nothing varying, `arch` names the single row.
+    """
+    done = records.completed
+    swept = [k for s in records.sweeps.values() for k in swept_keys(s)]
+    varying = [k for k in records.config_keys
+               if k in done.columns and done[k].astype(str).nunique() > 1]
+    keys = [k for k in dict.fromkeys(swept + varying)
+            if k not in NOT_GROUPING and k in records.runs.columns]
+    if not keys and "arch" in records.runs.columns:
+        keys = ["arch"]
+    return keys
+
+
+def sweep_baseline(records: Records) -> dict[str, Any]:
+    """The first `baseline:` mapping among the studies' sweep files ({} if none)."""
+    for study in records.studies:
+        base = (records.sweeps.get(study) or {}).get("baseline")
+        if isinstance(base, dict) and base:
+            return {str(k): v for k, v in base.items()}
+    return {}
+
+
+def parse_baseline(text: str) -> dict[str, str]:
+    """'arch=sew_resnet18,N=4' -> {'arch': 'sew_resnet18', 'N': '4'}."""
+    out = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise BenchError(f"--baseline expects key=value[,key=value], got {text!r}")
+        out[key.strip()] = value.strip()
+    return out

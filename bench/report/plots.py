@@ -1,0 +1,344 @@
+"""Report figures: matplotlib Figure objects (no pyplot state), saved as deterministic PNG + PDF.
+
+Each `*_figure` function takes already-labelled frames and returns a Figure, or raises
+`SkipPlot(reason)` when its inputs are absent; the reason goes into index.md as a sentence.
+Data lines carry gid "series:<label>" so tests (and readers of the Figure) can find them.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.report.load import MEMORY_PARTS
+from bench.report.tables import fmt_number, sum_rows
+
+STYLE = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib: same glyphs on every machine
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
+    "savefig.dpi": 150, "pdf.compression": 6, "pdf.fonttype": 42, "svg.hashsalt": "bench",
+    "image.cmap": "viridis",
+}
+# No creation date, no library version: the same records give byte-identical files.
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"Creator": "bench report", "Producer": None, "CreationDate": None}
+WIDE_RANGE = 30.0  # log y when max/min of the positive values exceeds this
+
+
+class SkipPlot(Exception):
+    """A figure whose inputs are absent; the message says why (one sentence)."""
+
+
+def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure under the report style (fonts are fixed when artists are created)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def save_figure(fig: Figure, stem: Path) -> list[Path]:
+    """stem.png and stem.pdf, headless (Agg / PDF canvases picked by extension)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(png, metadata=PNG_METADATA)
+        # The constrained layout solved for the PNG holds for the PDF: freezing it saves
+        # a third of the PDF's time (hundreds-of-runs reports stay within seconds).
+        fig.set_layout_engine("none")
+        fig.savefig(pdf, metadata=PDF_METADATA)
+    return [png, pdf]
+
+
+def colors(labels: list[str]) -> dict[str, tuple]:
+    cmap = matplotlib.colormaps["tab10"]
+    return {label: cmap(i % 10) for i, label in enumerate(labels)}
+
+
+def maybe_log(ax, values: np.ndarray) -> None:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and v.max() / v.min() > WIDE_RANGE:
+        ax.set_yscale("log")
+
+
+# ----------------------------------------------------------------------------- avalanche
+
+def avalanche_data(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per (label, k): spikes mean/std over seeds, rate mean/std, max spike (max over seeds),
+    the per-neuron bound N and the per-image bound N x T x neurons of that sum."""
+    sums = sum_rows(layers, runs).merge(runs[["uid", "label", "T", "N"]], on="uid")
+    if sums.empty:
+        return sums
+    levels = sums["levels"].astype(float).fillna(sums["N"].astype(float))
+    neurons = sums["neurons"].astype(float)
+    rate = sums["rate"].astype(float)
+    T = sums["T"].astype(float)
+    sums = sums.assign(levels=levels, rate=rate.fillna(sums["spikes_per_image"] / (neurons * T)),
+                       bound=levels * T * neurons)
+    g = sums.groupby(["label", "k"], sort=True)
+    out = g.agg(spikes=("spikes_per_image", "mean"), spikes_std=("spikes_per_image", "std"),
+                rate=("rate", "mean"), rate_std=("rate", "std"), max_spike=("max_spike", "max"),
+                levels=("levels", "max"), bound=("bound", "max"), runs=("uid", "nunique"))
+    return out.reset_index()
+
+
+@styled
+def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str]) -> Figure:
+    """Three panels along depth (sum0..sumK), one series per group (architecture):
+    (a) spikes per image, with the bound N x T x neurons a multi-level neuron per element
+        could emit; (b) spikes per neuron per timestep vs the per-neuron bound N;
+    (c) the largest single spike count seen vs N (a SEW sum can exceed it, a barrier cannot).
+    """
+    data = avalanche_data(runs, layers)
+    if data.empty:
+        raise SkipPlot("no residual-sum probes (sum0..sumK) in the test-split layer statistics "
+                       "of the completed runs (VGG and ANN models have none)")
+    labels = [lab for lab in order if lab in set(data["label"])]
+    color = colors(labels)
+    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    panels = (("spikes", "spikes_std", "spikes per image"),
+              ("rate", "rate_std", "spikes per neuron per timestep"),
+              ("max_spike", None, "largest spike count z (max over seeds)"))
+    for ax, (col, err, ylabel) in zip(axes, panels):
+        for lab in labels:
+            d = data[data["label"] == lab]
+            yerr = d[err].fillna(0).to_numpy(float) if err else None
+            cont = ax.errorbar(d["k"].to_numpy(float), d[col].to_numpy(float), yerr=yerr,
+                               marker="o", ms=4, capsize=3, color=color[lab],
+                               label=f"{lab} ({_runs(d['runs'].max())})")
+            cont.lines[0].set_gid(f"series:{lab}")
+        ax.set_xlabel("residual sum (block order)")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted(data["k"].unique()), [f"sum{k}" for k in sorted(data["k"].unique())])
+    _draw_bounds(axes, data, labels, color)
+    maybe_log(axes[0], np.r_[data["spikes"], data["bound"]])
+    maybe_log(axes[1], np.r_[data["rate"], data["levels"]])
+    axes[0].set_title("(a) spikes per image")
+    axes[1].set_title("(b) per neuron, vs bound N")
+    axes[2].set_title("(c) largest single spike vs N")
+    axes[0].legend(loc="best")
+    axes[2].legend(loc="best")
+    fig.suptitle("Spike activity at each residual sum along depth (mean ± std over seeds)")
+    return fig
+
+
+def _runs(n: float) -> str:
+    return f"{int(n)} run" + ("" if int(n) == 1 else "s")
+
+
+def _draw_bounds(axes, data: pd.DataFrame, labels: list[str], color: dict) -> None:
+    """Dashed bounds: one grey line when all groups share them, else one per group."""
+    per_group = {lab: data[data["label"] == lab] for lab in labels}
+    same = len({tuple(d["bound"].round(6)) for d in per_group.values()}) == 1
+    for lab, d in per_group.items():
+        if d["bound"].notna().any():
+            c = "0.4" if same else color[lab]
+            name = "bound N·T·neurons" + ("" if same else f" ({lab})")
+            line, = axes[0].plot(d["k"].to_numpy(float), d["bound"].to_numpy(float), ls="--",
+                                 color=c, label=name)
+            line.set_gid(f"bound:{lab}")
+        if same:
+            break
+    for n in sorted(data["levels"].dropna().unique()):
+        for ax in axes[1:]:
+            line = ax.axhline(n, ls="--", color="0.4", label=f"bound N={n:g}")
+            line.set_gid(f"bound:N={n:g}")
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def block_order(name: str) -> tuple:
+    """stem < block0/stage0 < ... < head/classifier; unknown names last, alphabetically."""
+    digits = "".join(ch for ch in name if ch.isdigit())
+    if name == "stem":
+        return (0, 0, name)
+    if digits and name.rstrip("0123456789") in ("block", "stage", "layer"):
+        return (1, int(digits), name)
+    if name in ("head", "classifier", "fc"):
+        return (2, 0, name)
+    return (3, 0, name)
+
+
+@styled
+def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
+                    max_panels: int = 6) -> Figure:
+    """Per-block gradient L2 norm over training, one panel per variant (mean over seeds),
+    and a last panel with each block's norm averaged over training, one series per variant."""
+    g = grads[grads["group"].astype(str) != "total"].merge(runs[["uid", "label"]], on="uid")
+    if g.empty:
+        raise SkipPlot("no per-block gradient norms (grads.csv) in the completed runs")
+    labels = [lab for lab in order if lab in set(g["label"])]
+    blocks = sorted(g["group"].astype(str).unique(), key=block_order)
+    shown = labels[:max_panels]
+    fig = Figure(figsize=(3.3 * (len(shown) + 1) + 0.5, 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(shown) + 1, sharey=True))
+    cmap = matplotlib.colormaps["viridis"]
+    shade = {b: cmap(i / max(len(blocks) - 1, 1)) for i, b in enumerate(blocks)}
+    curve = g.groupby(["label", "group", "step"], sort=True)["grad_norm"].mean().reset_index()
+    for ax, lab in zip(axes, shown):
+        for b in blocks:
+            d = curve[(curve["label"] == lab) & (curve["group"] == b)]
+            ax.plot(d["step"].to_numpy(float), d["grad_norm"].to_numpy(float), color=shade[b],
+                    lw=1.2, label=b)
+        ax.set_title(lab, fontsize=9)
+        ax.set_xlabel("training step")
+    axes[0].set_ylabel("gradient L2 norm")
+    axes[0].legend(ncol=2, fontsize=6, title="block", title_fontsize=7)
+    _gradient_summary(axes[-1], g, labels, blocks)
+    maybe_log(axes[0], g["grad_norm"].to_numpy())
+    note = "" if len(shown) == len(labels) else f" (first {len(shown)} of {len(labels)} variants)"
+    fig.suptitle(f"Per-block gradient norm over training{note}")
+    return fig
+
+
+def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str]) -> None:
+    """Mean over training per block and run, then mean ± std over seeds."""
+    per_run = g.groupby(["label", "uid", "group"])["grad_norm"].mean().reset_index()
+    stats = per_run.groupby(["label", "group"])["grad_norm"].agg(["mean", "std", "count"])
+    color = colors(labels)
+    pos = {b: i for i, b in enumerate(blocks)}
+    for lab in labels:
+        d = stats.loc[lab].reset_index()
+        d = d.assign(x=d["group"].map(pos)).sort_values("x")
+        cont = ax.errorbar(d["x"].to_numpy(float), d["mean"].to_numpy(float),
+                           yerr=d["std"].fillna(0).to_numpy(float), marker="o", ms=3,
+                           capsize=2, color=color[lab], label=lab)
+        cont.lines[0].set_gid(f"series:{lab}")
+    ax.set_xticks(range(len(blocks)), blocks, rotation=60, fontsize=7)
+    ax.set_xlabel("block (depth order)")
+    ax.set_title("mean over training", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+# ----------------------------------------------------------------------------- levels
+
+@styled
+def levels_figure(agg: pd.DataFrame, facets: list[str]) -> Figure:
+    """Heatmaps over T x N of accuracy (%) and energy (uJ / image), one row per facet value
+    combination (e.g. per architecture); cells annotated, missing cells blank."""
+    if "arch" in agg.columns:  # T and N mean nothing to an ANN
+        agg = agg[~agg["arch"].astype(str).str.startswith("ann_")]
+    if not {"T", "N"} <= set(agg.columns) or agg["T"].nunique() < 2 or agg["N"].nunique() < 2:
+        raise SkipPlot("T and N were not both swept (the levels plot needs a T x N grid)")
+    groups = list(agg.groupby(facets, sort=True, dropna=False)) if facets else [((), agg)]
+    groups = [(name, d) for name, d in groups if len(d) > 1]
+    if not groups:
+        raise SkipPlot("no architecture has more than one (T, N) cell")
+    Ts, Ns = sorted(agg["T"].unique()), sorted(agg["N"].unique())
+    fig = Figure(figsize=(9.5, 3.4 * len(groups) + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(groups), 2))
+    panels = (("test_acc_pct_mean", "accuracy (%)", "viridis"),
+              ("energy_uj_per_image_mean", "energy (µJ / image)", "magma_r"))
+    for row, (name, d) in zip(axes, groups):
+        title = ", ".join(f"{k}={v}" for k, v in zip(facets, np.atleast_1d(name)))
+        for ax, (col, unit, cmap) in zip(row, panels):
+            grid = d.pivot_table(index="T", columns="N", values=col, aggfunc="mean")
+            grid = grid.reindex(index=Ts, columns=Ns)
+            im = ax.imshow(grid.to_numpy(float), origin="lower", cmap=cmap, aspect="auto")
+            im.set_gid(f"heatmap:{col}:{title}")
+            _annotate(ax, grid, 1 if col.startswith("test_acc") else None)
+            ax.set_xticks(range(len(Ns)), [str(n) for n in Ns])
+            ax.set_yticks(range(len(Ts)), [str(t) for t in Ts])
+            ax.set_xlabel("N (spike levels per timestep)")
+            ax.set_ylabel("T (timesteps)")
+            ax.set_title(f"{unit}" + (f" — {title}" if title else ""), fontsize=9)
+            ax.grid(False)
+            fig.colorbar(im, ax=ax, label=unit)
+    fig.suptitle("Latency / levels trade: T x N (mean over seeds)")
+    return fig
+
+
+def _annotate(ax, grid: pd.DataFrame, digits: int | None) -> None:
+    values = grid.to_numpy(float)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                v = values[i, j]
+                ax.text(j, i, fmt_number(v, digits), ha="center",
+                        va="center", fontsize=8, color="white",
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.35, "lw": 0})
+
+
+# ----------------------------------------------------------------------------- energy
+
+def energy_category(arch: str, N: float) -> str:
+    if str(arch).startswith("ann_"):
+        return "ANN"
+    return "binary SNN (N=1)" if N == 1 else f"multi-level SNN (N={N:g})"
+
+
+ENERGY_STACK = (("energy_arith_uj", "arithmetic (AC + MAC)"),) + tuple(
+    (f"energy_{p}_uj", f"memory: {p}") for p in MEMORY_PARTS)
+
+
+@styled
+def energy_figure(agg: pd.DataFrame) -> Figure:
+    """Stacked bars per group: arithmetic, then the memory parts (weights, membrane, bias,
+    outputs); ANN first, then binary SNNs (N=1), then multi-level SNNs."""
+    cols = [f"{c}_mean" for c, _ in ENERGY_STACK]
+    d = agg[agg[cols].notna().any(axis=1)].copy()
+    if d.empty:
+        raise SkipPlot("no energy breakdown (summary.json `energy`) in the completed runs")
+    d["category"] = [energy_category(a, n) for a, n in zip(d["arch"], d["N"].astype(float))]
+    d["rank"] = d["category"].map(lambda c: 0 if c == "ANN" else 1 if c.startswith("binary") else 2)
+    d = d.sort_values("rank", kind="stable")
+    fig = Figure(figsize=(max(6.0, 1.1 * len(d) + 3), 4.6), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(d))
+    bottom = np.zeros(len(d))
+    part_colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
+    for (col, name), c in zip(ENERGY_STACK, part_colors):
+        h = d[f"{col}_mean"].fillna(0).to_numpy(float)
+        bars = ax.bar(x, h, bottom=bottom, color=c, label=name, width=0.7)
+        for patch in bars:
+            patch.set_gid(f"stack:{col}")
+        bottom += h
+    for xi, total in zip(x, bottom):
+        ax.text(xi, total, fmt_number(total), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{lab}\n{cat}" for lab, cat in zip(d["label"], d["category"])],
+                  rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("energy per test image (µJ)")
+    ax.legend(fontsize=8)
+    ax.set_title("Energy per image: ANN vs binary SNN vs multi-level SNN")
+    return fig
+
+
+# ----------------------------------------------------------------------------- bars
+
+@styled
+def bars_figure(agg: pd.DataFrame, panels: list[tuple[str, str]], title: str,
+                hlines: dict[str, tuple[float, str]] | None = None) -> Figure:
+    """One panel per metric (column stem, y label with unit), one bar per group with the std
+    over seeds as error bar; `hlines` maps a column stem to a reference line (value, label)."""
+    d = agg[agg[[f"{c}_mean" for c, _ in panels]].notna().any(axis=1)]
+    if d.empty:
+        raise SkipPlot("none of the completed runs has " + ", ".join(u for _, u in panels))
+    fig = Figure(figsize=(max(4.0, 0.8 * len(d) + 2) * len(panels), 4.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    color = colors(list(d["label"]))
+    x = np.arange(len(d))
+    for ax, (col, ylabel) in zip(axes, panels):
+        bars = ax.bar(x, d[f"{col}_mean"].fillna(0), yerr=d[f"{col}_std"].fillna(0), capsize=3,
+                      color=[color[lab] for lab in d["label"]], width=0.7)
+        for patch in bars:
+            patch.set_gid(f"bars:{col}")
+        if hlines and col in hlines:
+            value, name = hlines[col]
+            ax.axhline(value, ls="--", color="0.3", label=name)
+            ax.legend(fontsize=8)
+        ax.set_xticks(x, list(d["label"]), rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,373 @@
+"""Group runs, aggregate over seeds, compare against a baseline row, write md / CSV / LaTeX.
+
+Numbers stay numbers in the CSV (full precision); the markdown, LaTeX and HTML views show
+"mean ± std" strings with the best value of each metric column in bold.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report.load import MEMORY_PARTS, SUM_PROBE, Records
+
+ARCH_NAMES = {"sew_resnet18": "SEW-ResNet18", "sparse_resnet18": "Sparse-ResNet18",
+              "spiking_resnet18": "Spiking-ResNet18", "ann_resnet18": "ANN ResNet18",
+              "vgg16": "VGG16", "ann_vgg16": "ANN VGG16", "sew_resnet34": "SEW-ResNet34",
+              "sparse_resnet34": "Sparse-ResNet34"}
+ESTIMATOR_NAMES = {"sigmoid": "SG", "ste": "STE", "ste_clipped": "STE-clipped"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str  # run-row column
+    title: str  # table header, with unit
+    best: str  # "max" or "min"
+
+
+METRICS = (Metric("test_acc_pct", "accuracy (%)", "max"),
+           Metric("spikes_total_per_image", "spikes / image", "min"),
+           Metric("energy_uj_per_image", "energy (µJ / image)", "min"))
+ENERGY_PARTS = ("energy_arith_uj",) + tuple(f"energy_{p}_uj" for p in MEMORY_PARTS)
+# Descriptive settings carried onto every aggregated row (constant within a group unless swept).
+DESCRIPTIVE = ("arch", "dataset", "T", "N", "barrier_estimator")
+
+
+# ----------------------------------------------------------------------------- labels
+
+def display_arch(arch: Any) -> str:
+    return ARCH_NAMES.get(str(arch), str(arch))
+
+
+def has_barrier(arch: Any) -> bool:
+    return str(arch).startswith("sparse_")
+
+
+def run_label(row: pd.Series | dict, keys: list[str], with_estimator: bool = False,
+              full: bool = False) -> str:
+    """'Sparse-ResNet18 + STE, N=4': architecture first, then the other grouping keys.
+
+    Keys that mean nothing to the architecture are hidden unless `full`: the barrier
+    estimator (named only for architectures with barrier neurons) and T, N for an ANN.
+    """
+    arch = row.get("arch")
+    parts = [display_arch(arch)] if "arch" in row else []
+    est = row.get("barrier_estimator")
+    if has_barrier(arch) and est is not None and (with_estimator or "barrier_estimator" in keys):
+        parts[-1] += f" + {ESTIMATOR_NAMES.get(str(est), str(est))}"
+    hidden = {"arch"} if full else {"arch", "barrier_estimator"}
+    if str(arch).startswith("ann_") and not full:
+        hidden |= {"T", "N"}
+    if full and has_barrier(arch):
+        hidden.add("barrier_estimator")  # already named after the architecture
+    rest = [f"{k}={_fmt_key(row[k])}" for k in keys if k not in hidden]
+    return ", ".join(parts[:1] + rest) if parts else ", ".join(rest) or "all runs"
+
+
+def _fmt_key(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def add_labels(frame: pd.DataFrame, keys: list[str], with_estimator: bool = False) -> pd.DataFrame:
+    """A `label` column, one per group; groups whose short labels collide get full labels."""
+    labels = frame.apply(lambda r: run_label(r, keys, with_estimator), axis=1)
+    if len(frame) and labels.duplicated(keep=False).any():
+        dup = labels.duplicated(keep=False)
+        labels[dup] = frame[dup].apply(lambda r: run_label(r, keys, with_estimator, True), axis=1)
+    return frame.assign(label=labels.astype(str) if len(frame) else pd.Series(dtype=str))
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+def aggregate(runs: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """One row per group: keys, `runs` (count), <col>_mean, <col>_std (ddof 1: NaN for 1 run).
+
+    Groups are sorted by their key values so every build orders rows the same way.
+    """
+    runs = runs.copy()
+    for col in columns:
+        if col not in runs.columns:
+            runs[col] = np.nan
+    grouped = runs.groupby(keys, dropna=False, sort=True)
+    stats = grouped[columns].agg(["mean", "std"])
+    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
+    stats.insert(0, "runs", grouped.size())
+    extra = [c for c in DESCRIPTIVE if c in runs.columns and c not in keys]
+    if extra:
+        stats = stats.join(grouped[extra].first())
+    return stats.reset_index()
+
+
+def metric_columns() -> list[str]:
+    """Run-row columns aggregated per group."""
+    return [m.column for m in METRICS] + list(ENERGY_PARTS) + ["energy_total_uj"]
+
+
+# ----------------------------------------------------------------------------- baseline
+
+def coerce_baseline(baseline: dict[str, Any], records: Records, strict: bool) -> dict[str, Any]:
+    """Baseline values in the config's types; `strict` (from --baseline) raises on unknown keys."""
+    from bench.config import coerce, keys as config_keys
+
+    out = {}
+    for key, value in baseline.items():
+        if key not in records.config_keys:
+            if strict:
+                raise BenchError(f"--baseline key '{key}' is not a config key of these runs; "
+                                 f"known: {', '.join(sorted(records.config_keys))}")
+            return {}
+        try:
+            out[key] = coerce(key, value)
+        except BenchError:
+            if strict and key in config_keys():
+                raise  # names the key and why the value doesn't fit it
+            out[key] = value  # a key unknown to this version of bench: compare as written
+    return out
+
+
+def baseline_mask(agg: pd.DataFrame, runs: pd.DataFrame, baseline: dict[str, Any]) -> pd.Series:
+    """Rows of `agg` matching every baseline key (keys not grouped on are constant in `runs`)."""
+    mask = pd.Series(True, index=agg.index)
+    for key, value in baseline.items():
+        if key in agg.columns:
+            mask &= agg[key].map(lambda v: _same(v, value))
+        else:  # not grouped on: one value across the runs
+            mask &= len(runs) > 0 and _same(runs[key].iloc[0], value)
+    return mask
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return str(a) == str(b)
+
+
+def relative_change(agg: pd.DataFrame, keys: list[str], mask: pd.Series) -> pd.DataFrame:
+    """Each row against the baseline row with the same values of the non-baseline keys.
+
+    Adds `baseline` (its label), d_acc_pp (accuracy difference, percentage points) and
+    d_spikes_pct / d_energy_pct (relative change, %). A row without such a baseline gets NaN.
+    """
+    base = agg[mask]
+    varying = [k for k in keys if base[k].astype(str).nunique() > 1] if len(base) > 1 else []
+    cols = ["label", "runs"] + [f"{m.column}_mean" for m in METRICS]
+    right = base[varying + cols].rename(columns={c: f"{c}_base" for c in cols})
+    merged = agg.merge(right, on=varying, how="left") if varying else agg.assign(
+        **{c: right[c].iloc[0] for c in right.columns})
+    out = agg.copy()
+    out["baseline"] = merged["label_base"].values
+    out["baseline_runs"] = merged["runs_base"].values
+    acc, spikes, energy = (m.column for m in METRICS)
+    out["d_acc_pp"] = merged[f"{acc}_mean"].values - merged[f"{acc}_mean_base"].values
+    for name, col in (("d_spikes_pct", spikes), ("d_energy_pct", energy)):
+        b = merged[f"{col}_mean_base"].values.astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = 100.0 * (merged[f"{col}_mean"].values - b) / b
+    out["is_baseline"] = mask.values
+    return out
+
+
+def change_sentences(changed: pd.DataFrame) -> list[str]:
+    """'Sparse-ResNet18: activity -47 %, energy -27 %, accuracy -0.30 pp vs SEW-ResNet18
+    (3 vs 3 runs).' for every row with a baseline, except the baseline itself."""
+    out = []
+    for _, r in changed[~changed["is_baseline"] & changed["baseline"].notna()].iterrows():
+        parts = [f"{word} {_fmt_signed(r[col], unit)}" for word, col, unit in
+                 (("activity", "d_spikes_pct", " %"), ("energy", "d_energy_pct", " %"),
+                  ("accuracy", "d_acc_pp", " pp")) if pd.notna(r[col])]
+        if parts:
+            out.append(f"{r['label']}: {', '.join(parts)} vs {r['baseline']} "
+                       f"({int(r['runs'])} vs {int(r['baseline_runs'])} runs).")
+    return out
+
+
+def _fmt_signed(x: float, unit: str) -> str:
+    digits = 2 if unit.strip() == "pp" else 0
+    return f"0{unit}" if round(x, digits) == 0 else f"{x:+.{digits}f}{unit}"
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def decimals(x: float) -> int:
+    """Digits after the point for a value of this size: 67,848 / 93.13 / 0.0421."""
+    if not np.isfinite(x) or abs(x) >= 100:
+        return 0
+    if abs(x) >= 1 or x == 0:
+        return 2
+    return 2 - math.floor(math.log10(abs(x)))
+
+
+def fmt_number(x: float, digits: int | None = None) -> str:
+    """Readable at every scale (thousands separated); NaN -> 'n/a'."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:,.{decimals(x) if digits is None else digits}f}"
+
+
+def fmt_mean_std(mean: float, std: float) -> str:
+    """'1,100 ± 100', '92.00 ± 2.00': the std at the mean's precision."""
+    if not np.isfinite(mean):
+        return "n/a"
+    digits = decimals(mean)
+    if not np.isfinite(std):
+        return fmt_number(mean, digits)
+    return f"{fmt_number(mean, digits)} ± {fmt_number(std, digits)}"
+
+
+def best_mask(values: pd.Series, best: str) -> pd.Series:
+    """True where a row holds the column's best finite value (ties all bold)."""
+    finite = values[np.isfinite(values.astype(float))]
+    if finite.empty:
+        return pd.Series(False, index=values.index)
+    target = finite.max() if best == "max" else finite.min()
+    return values.astype(float) == target
+
+
+# Characters LaTeX's default UTF-8 input can't typeset in text mode (± and µ it can).
+LATEX_UNICODE = {"Δ": r"$\Delta$", "−": r"$-$"}
+
+
+@dataclass
+class Table:
+    """A table in three views: numbers (CSV), display strings (md/LaTeX/HTML), bold cells."""
+
+    name: str
+    numeric: pd.DataFrame
+    display: pd.DataFrame
+    bold: pd.DataFrame  # same shape as display, True = bold
+    sentence: str
+    formats: tuple[str, ...] = ("md", "csv", "tex")
+
+    def markdown(self) -> str:
+        cells = self.display.mask(self.bold, "**" + self.display + "**")
+        return cells.to_markdown(index=False, disable_numparse=True)
+
+    def latex(self) -> str:
+        css = self.bold.replace({True: "textbf:--rwrap;", False: ""})
+        styler = (self.display.style.hide(axis="index")
+                  .apply(lambda _: css, axis=None)
+                  .format(escape="latex").format_index(escape="latex", axis=1))
+        tex = styler.to_latex(hrules=True, column_format="l" * self.display.shape[1])
+        for char, command in LATEX_UNICODE.items():
+            tex = tex.replace(char, command)
+        return tex
+
+    def html(self) -> str:
+        cells = self.display.map(html.escape)
+        cells = cells.mask(self.bold, "<b>" + cells + "</b>")
+        cells.columns = [html.escape(str(c)) for c in cells.columns]
+        return cells.to_html(index=False, escape=False, border=0, na_rep="n/a")
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        writers = {"md": lambda: self.markdown() + "\n", "tex": self.latex,
+                   "csv": lambda: self.numeric.to_csv(index=False, lineterminator="\n")}
+        paths = []
+        for ext in self.formats:
+            path = folder / f"{self.name}.{ext}"
+            path.write_text(writers[ext](), encoding="utf-8")
+            paths.append(path)
+        return paths
+
+
+def _key_display(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({k: agg[k].map(_fmt_key) for k in keys}, index=agg.index)
+
+
+def summary_table(agg: pd.DataFrame, keys: list[str], n_runs: int,
+                  changed: pd.DataFrame | None = None) -> Table:
+    """Accuracy, spikes and energy per group (mean ± std over seeds), optional Δ vs baseline."""
+    display = _key_display(agg, keys)
+    display["runs"] = agg["runs"].astype(int).astype(str)
+    bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
+    numeric = agg[keys + ["runs"]].copy()
+    for m in METRICS:
+        mean, std = agg[f"{m.column}_mean"], agg[f"{m.column}_std"]
+        display[m.title] = [fmt_mean_std(a, b) for a, b in zip(mean, std)]
+        bold[m.title] = best_mask(mean, m.best)
+        numeric[f"{m.column}_mean"], numeric[f"{m.column}_std"] = mean, std
+    if changed is not None:
+        for col, title in (("d_acc_pp", "Δ accuracy (pp)"), ("d_spikes_pct", "Δ spikes (%)"),
+                           ("d_energy_pct", "Δ energy (%)")):
+            digits = 2 if col == "d_acc_pp" else 1
+            display[title] = [f"{v:+.{digits}f}" if np.isfinite(v) else "n/a"
+                              for v in changed[col].astype(float)]
+            bold[title] = False
+            numeric[col] = changed[col]
+        display["baseline"] = changed["baseline"].fillna("n/a").astype(str)
+        bold["baseline"] = False
+        numeric["baseline"] = changed["baseline"]
+    groups = len(agg)
+    sentence = (f"Test accuracy, total spikes per test image and energy per image of "
+                f"{groups} group{'s' if groups != 1 else ''} ({', '.join(keys)}), "
+                f"mean ± std over seeds, from {n_runs} completed run{'s' if n_runs != 1 else ''}"
+                f"; best value of each column in bold"
+                + ("; Δ columns are relative to the baseline row." if changed is not None
+                   else "."))
+    return Table("summary", numeric.reset_index(drop=True), display.reset_index(drop=True),
+                 bold.reset_index(drop=True), sentence)
+
+
+def sums_table(layers: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> Table | None:
+    """Spikes per image at each residual sum (sum0..sumK) per group, mean ± std over seeds."""
+    sums = sum_rows(layers, runs)
+    if sums.empty:
+        return None
+    wide = sums.pivot_table(index="uid", columns="k", values="spikes_per_image", aggfunc="first")
+    names = [f"sum{k}" for k in wide.columns]
+    wide.columns = names
+    merged = runs.set_index("uid")[keys].join(wide, how="inner").reset_index()
+    agg = aggregate(merged, keys, names)
+    display = _key_display(agg, keys)
+    display["runs"] = agg["runs"].astype(str)
+    bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
+    numeric = agg[keys + ["runs"]].copy()
+    for n in names:
+        display[n] = [fmt_mean_std(a, b) for a, b in zip(agg[f"{n}_mean"], agg[f"{n}_std"])]
+        bold[n] = best_mask(agg[f"{n}_mean"], "min")
+        numeric[f"{n}_mean"], numeric[f"{n}_std"] = agg[f"{n}_mean"], agg[f"{n}_std"]
+    sentence = (f"Spikes per test image leaving each residual block (sum0..sum{len(names) - 1}) "
+                f"per group, mean ± std over seeds, from {merged['uid'].nunique()} completed "
+                f"runs with residual probes; fewest in bold.")
+    return Table("sums", numeric, display, bold, sentence)
+
+
+def sum_rows(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Layer rows of the residual-sum probes of the given runs, with `k` (block order)."""
+    if layers.empty:
+        return layers.assign(k=pd.Series(dtype=int))
+    is_sum = layers["probe"].astype(str).str.match(SUM_PROBE)
+    rows = layers[layers["uid"].isin(runs["uid"]) & is_sum]
+    return rows.assign(k=rows["probe"].str.extract(SUM_PROBE, expand=False).astype(int))
+
+
+def energy_table(agg: pd.DataFrame, keys: list[str], n_runs: int) -> Table | None:
+    """Energy per image split into arithmetic and the memory parts (means over seeds)."""
+    cols = list(ENERGY_PARTS) + ["energy_total_uj"]
+    if agg[[f"{c}_mean" for c in cols]].isna().all().all():
+        return None
+    titles = {"energy_arith_uj": "arithmetic", "energy_weights_uj": "weights",
+              "energy_membrane_uj": "membrane", "energy_bias_uj": "bias",
+              "energy_outputs_uj": "outputs", "energy_total_uj": "total"}
+    display = _key_display(agg, keys)
+    display["runs"] = agg["runs"].astype(str)
+    bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
+    numeric = agg[keys + ["runs"]].copy()
+    for c in cols:
+        title = f"{titles[c]} (µJ)"
+        display[title] = agg[f"{c}_mean"].map(fmt_number)
+        bold[title] = best_mask(agg[f"{c}_mean"], "min") if c == "energy_total_uj" else False
+        numeric[f"{c}_mean"] = agg[f"{c}_mean"]
+    sentence = (f"Energy per test image split into arithmetic (AC + MAC) and memory accesses "
+                f"(weights, membrane, bias, outputs), mean over seeds, {len(agg)} groups from "
+                f"{n_runs} completed runs; lowest total in bold.")
+    return Table("energy", numeric, display, bold, sentence)
