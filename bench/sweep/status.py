@@ -1,0 +1,122 @@
+"""The trial table of a sweep (pandas to_markdown) and the live progress lines.
+
+Both read only the study's storage, so `bench status` works from any machine that can reach it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.sweep.study import superseded
+
+
+def swept_names(spec: dict[str, Any]) -> list[str]:
+    """Parameters of the resolved sweep that vary (`value` ones are fixed)."""
+    return [k for k, body in spec.get("parameters", {}).items() if "value" not in body]
+
+
+def visible(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """All trials but interrupted ones that were re-run (their retry stands for them)."""
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone]
+
+
+def counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    shown = visible(trials)
+    n = {s: sum(t.state == s for t in shown) for s in TrialState}
+    return {"done": n[TrialState.COMPLETE] + n[TrialState.PRUNED],
+            "running": n[TrialState.RUNNING], "failed": n[TrialState.FAIL],
+            "left": n[TrialState.WAITING]}
+
+
+def count_text(c: dict[str, int]) -> str:
+    return f"done {c['done']} | running {c['running']} | failed {c['failed']} | left {c['left']}"
+
+
+def seconds(t: FrozenTrial) -> float | None:
+    if t.datetime_start is None:
+        return None
+    end = t.datetime_complete or datetime.now()
+    return round((end - t.datetime_start).total_seconds(), 1)
+
+
+def frame(trials: list[FrozenTrial], spec: dict[str, Any]) -> pd.DataFrame:
+    """One row per trial, best first by the sweep's metric; failures and waiting ones last."""
+    metric = spec.get("metric", {}).get("name", "value")
+    names = swept_names(spec)
+    rows = []
+    for t in visible(trials):
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        row.update({k: t.params.get(k, t.system_attrs.get("fixed_params", {}).get(k))
+                    for k in names})
+        row[metric] = t.value
+        row["seconds"] = seconds(t)
+        started = t.state != TrialState.WAITING  # a re-queued trial carries its old attrs
+        row["run"] = t.user_attrs.get("run_id") if started else None
+        row["error"] = (t.user_attrs.get("error") or "") if started else ""
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=["trial", "state", *names, metric, "seconds", "run", "error"])
+    ascending = spec.get("metric", {}).get("goal", "minimize") == "minimize"
+    df = df.sort_values([metric, "trial"], ascending=[ascending, True], na_position="last",
+                        kind="stable")
+    if not df["error"].astype(bool).any():
+        df = df.drop(columns="error")
+    return df.reset_index(drop=True)
+
+
+def table(trials: list[FrozenTrial], spec: dict[str, Any]) -> str:
+    df = frame(trials, spec)
+    if df.empty:
+        return "(no trials yet)"
+    df = df.astype(object).where(df.notna(), None)  # tabulate prints None as missingval
+    return df.to_markdown(index=False, floatfmt=".4g", missingval="")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def progress_line(t: FrozenTrial, spec: dict[str, Any], c: dict[str, int]) -> str:
+    metric = spec.get("metric", {}).get("name", "value")
+    params = " ".join(f"{k}={_fmt(t.params.get(k))}" for k in swept_names(spec))
+    value = "-" if t.value is None or not math.isfinite(t.value) else _fmt(t.value)
+    line = (f"trial {t.number:>4} {t.state.name:<8} {params}  {metric}={value}  "
+            f"{_fmt(seconds(t))} s  [{count_text(c)}]")
+    error = t.user_attrs.get("error")
+    if t.state == TrialState.FAIL and error:
+        line += f"  error: {error[:160]}"
+    return line
+
+
+class Progress:
+    """Prints one line per trial that finishes after it was made."""
+
+    def __init__(self, storage: BaseStorage, sid: int, spec: dict[str, Any],
+                 out: TextIO | None = None) -> None:
+        self.storage, self.sid, self.spec = storage, sid, spec
+        self.out = out or sys.stdout
+        self.seen = {t.number for t in self.trials() if t.state.is_finished()}
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.sid, deepcopy=False)
+
+    def poll(self) -> None:
+        trials = self.trials()
+        gone = superseded(trials)
+        new = [t for t in trials if t.state.is_finished() and t.number not in self.seen]
+        if not new:
+            return
+        c = counts(trials)
+        for t in sorted(new, key=lambda t: t.datetime_complete or datetime.now()):
+            self.seen.add(t.number)
+            if t.number not in gone:
+                print(progress_line(t, self.spec, c), file=self.out, flush=True)
