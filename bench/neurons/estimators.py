@@ -35,6 +35,8 @@ def build_estimator(name: str, **kwargs: float) -> "Estimator":
 
 class Estimator:
     name = "base"
+    # derivative() is plain elementwise torch ops, safe to trace into MultiLevelIF's fused kernel
+    fusable = False
 
     def __init__(self, **_: float) -> None:
         pass
@@ -54,6 +56,8 @@ class SigmoidSurrogate(Estimator):
     For N=1 this is spikingjelly's surrogate.Sigmoid(alpha) at v - theta (theta=1).
     """
 
+    fusable = True
+
     def __init__(self, alpha: float = 4.0, **_: float) -> None:
         self.alpha = float(alpha)
 
@@ -72,6 +76,8 @@ class SigmoidSurrogate(Estimator):
 class StraightThrough(Estimator):
     """dy/dv = 1/theta everywhere: the quantizer is passed straight through."""
 
+    fusable = True
+
     def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
         return torch.ones_like(s)
 
@@ -79,6 +85,8 @@ class StraightThrough(Estimator):
 @register("ste_clipped")
 class ClippedStraightThrough(Estimator):
     """dy/dv = 1/theta for v in [0, theta] (s in [0, N]), zero outside."""
+
+    fusable = True
 
     def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
         return ((s >= 0) & (s <= levels)).to(s.dtype)

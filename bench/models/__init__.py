@@ -1,0 +1,39 @@
+"""The architecture zoo. Importing this package registers every model.
+
+    net = build_model("sparse_resnet18", num_classes=10, T=1, N=4)
+    probe_points(net)   # OrderedDict name -> module whose forward output [T, B, ...] is probed
+    layer_groups(net)   # OrderedDict group -> module, for per-block gradient norms
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from bench.models import resnet, vgg  # noqa: F401  (registers the models)
+from bench.models.layers import ResidualSum
+from bench.models.registry import build_model, names, register_model
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)  # a torch.compile'd model keeps its modules there
+
+
+def probe_points(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """Every neuron and residual-block exit, in depth order; each carries `levels`, `probe_kind`.
+
+    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(levels * y)).
+    ANN models have none.
+    """
+    model = _unwrap(model)
+    return model.probe_points() if hasattr(model, "probe_points") else OrderedDict()
+
+
+def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """Parameter groups for gradient norms: ResNet stem, block0.., head; VGG stage0..,
+    classifier. Every parameter is in exactly one group."""
+    return _unwrap(model).layer_groups()
+
+
+__all__ = ["build_model", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]

@@ -1,0 +1,113 @@
+"""Building blocks shared by the architectures: neuron factory, time-major conv/BN, residual sum.
+
+Tensors flow time-first, [T, B, C, H, W]. Conv, BN and pooling run on the flattened
+[T*B, C, H, W] view (a free reshape); neurons see [T, B, ...] and loop over T themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.neurons import MultiLevelIF
+
+BARRIER_GRID_TOLERANCE = 1e-3  # a sum of two z/N values must floor to the exact integer count
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """What every activation of one model is made of. levels=0 means an ANN (ReLU)."""
+
+    levels: int = 1
+    threshold: float = 1.0
+    estimator: str = "sigmoid"
+    barrier_estimator: str = "ste"
+    alpha: float = 4.0
+    learnable_threshold: bool = False
+    rounding: str = "floor"
+
+    @property
+    def spiking(self) -> bool:
+        return self.levels > 0
+
+    def neuron(self) -> nn.Module:
+        """An ordinary neuron (probe kind "neuron"), or ReLU for an ANN."""
+        if not self.spiking:
+            # not in place: activations are [T, B, ...] views, and an in-place op on a view makes
+            # autograd copy slices back (8% slower than torchvision's ResNet18 on CPU)
+            return nn.ReLU()
+        sn = MultiLevelIF(levels=self.levels, threshold=self.threshold, estimator=self.estimator,
+                          alpha=self.alpha, learnable_threshold=self.learnable_threshold,
+                          rounding=self.rounding, step_mode="m")
+        sn.probe_kind = "neuron"
+        return sn
+
+    def barrier(self) -> MultiLevelIF:
+        """Sparse-ResNet's barrier after a residual sum: re-quantizes the sum to {0..N}/N."""
+        sn = MultiLevelIF(levels=self.levels, threshold=1.0, estimator=self.barrier_estimator,
+                          alpha=self.alpha, grid_tolerance=BARRIER_GRID_TOLERANCE, step_mode="m")
+        sn.probe_kind = "barrier"
+        return sn
+
+
+class ResidualSum(nn.Module):
+    """a + b at a residual join; a module so probes can hook the sum (SEW's probe point)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int = 1) -> torch.Tensor:
+    """bn(conv(x)) time-first. x: [T, B, C, H, W] -> [T, B, C', H', W'].
+
+    A static image x [B, C, H, W] stands for T identical frames: conv+BN of the repeat is the
+    repeat of conv+BN of one copy (same batch statistics), so compute it once and expand.
+    """
+    if x.dim() == 4:
+        y = bn(conv(x))  # [B, C', H', W']
+        return y.unsqueeze(0).expand(T, *y.shape)
+    return bn(conv(x.flatten(0, 1))).unflatten(0, x.shape[:2])
+
+
+def max_pool_unless_1x1(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool of [T, B, C, H, W]; skipped once the map is 1 pixel wide (tiny inputs)."""
+    if min(x.shape[-2:]) < 2:
+        return x
+    return F.max_pool2d(x.flatten(0, 1), 2).unflatten(0, x.shape[:2])
+
+
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """[T, B, C, H, W] -> [T, B, C]."""
+    return x.mean(dim=(-2, -1))
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision / spikingjelly ResNet init: Kaiming-normal convs, unit BN."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def mark_analog_inputs(model: nn.Module, first: nn.Module) -> None:
+    """Energy metadata: `analog_input` on every Conv2d/Linear (MAC if True, AC if False).
+
+    An SNN's only analog-input layer is its first conv; every synaptic layer of an ANN is analog.
+    """
+    spiking = any(isinstance(m, MultiLevelIF) for m in model.modules())
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.analog_input = (m is first) or not spiking

@@ -1,0 +1,156 @@
+"""`bench perf` on tiny settings, its baselines, and the fused neuron kernels it relies on."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from bench.cli import main
+from bench.neurons import MultiLevelIF
+from bench.neurons import multilevel
+from bench.perf import SJ_NAME, Entry, SpikingJellySEWResNet18, _table, target_checks
+
+TINY = ["perf", "--image-size", "8", "--batch-size", "2", "--warmup", "1", "--steps", "2",
+        "--in-channels", "1"]
+
+
+def _markdown_rows(text: str) -> list[list[str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]  # skip header, rule
+
+
+def test_perf_prints_a_row_per_model_and_baseline(capsys: pytest.CaptureFixture) -> None:
+    assert main([*TINY, "--models", "sparse_resnet18,vgg16", "--T", "1", "--N", "2"]) == 0
+    out = capsys.readouterr().out
+    first = next(ln for ln in out.splitlines() if ln.startswith("|"))
+    header = [c.strip() for c in first.strip("|").split("|")]
+    assert header == ["model", "role", "T", "N", "ms/step", "vs ANN", "vs sj SEW-ResNet18",
+                      "probes ms/step"]
+    rows = {r[0]: dict(zip(header, r)) for r in _markdown_rows(out)}
+    assert list(rows) == ["sparse_resnet18", "vgg16", "ann_resnet18", "ann_vgg16", SJ_NAME]
+    assert all(float(r["ms/step"]) > 0 for r in rows.values())
+    assert [rows[m]["role"] for m in rows] == ["model"] * 2 + ["baseline"] * 3
+    # the spikingjelly baseline has the same levels per neuron: T x N timesteps of binary spikes
+    assert (rows[SJ_NAME]["T"], rows[SJ_NAME]["N"]) == ("2", "1")
+    assert float(rows["ann_vgg16"]["vs ANN"]) == 1.0
+    assert float(rows[SJ_NAME]["vs sj SEW-ResNet18"]) == 1.0
+    assert float(rows["sparse_resnet18"]["vs ANN"]) > 0 and float(rows["vgg16"]["vs ANN"]) > 0
+    assert rows["sparse_resnet18"]["probes ms/step"] == "nan"  # --probes not given
+
+
+def test_perf_rejects_unknown_models_and_bad_values(capsys: pytest.CaptureFixture) -> None:
+    assert main(["perf", "--models", "resnet9000"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown architecture 'resnet9000'" in err and "sparse_resnet18" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["perf", "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_spikingjelly_baseline_is_sew_resnet18_with_a_cifar_stem() -> None:
+    from spikingjelly.activation_based import neuron, surrogate
+
+    net = SpikingJellySEWResNet18(num_classes=5, in_channels=2, T=3)
+    conv = net.net.conv1
+    assert (conv.in_channels, conv.kernel_size, conv.stride) == (2, (3, 3), (1, 1))
+    assert isinstance(net.net.maxpool, nn.Identity)
+    ifs = [m for m in net.modules() if isinstance(m, neuron.IFNode)]
+    assert len(ifs) == 1 + 8 * 2 + 3  # stem, two per block, three downsampling shortcuts
+    sn = ifs[0]
+    assert (sn.v_reset, sn.detach_reset, sn.step_mode) == (None, True, "m")
+    assert isinstance(sn.surrogate_function, surrogate.Sigmoid)
+    assert sn.surrogate_function.alpha == 4.0
+    assert net(torch.rand(2, 2, 8, 8)).shape == (2, 5)
+
+
+def test_table_ratios_are_medians_of_per_round_ratios() -> None:
+    # round 3 hit a load spike on the model only: the paired ratio ignores it
+    def entry(name, times, arch="resnet18", probe_of=None):
+        return Entry(name, "model", 1, 4, arch, nn.Identity(), times=times, probe_of=probe_of)
+
+    table = _table([
+        entry("sparse_resnet18", [0.11, 0.22, 0.90]),
+        entry("sparse_resnet18", [0.15, 0.30, 0.20], probe_of="sparse_resnet18"),
+        entry("ann_resnet18", [0.10, 0.20, 0.10]),
+        entry("vgg16", [0.5, 0.5, 0.5], arch="vgg16"),
+        entry(SJ_NAME, [0.44, 0.88, 0.40]),
+    ]).set_index("model")
+    row = table.loc["sparse_resnet18"]
+    assert row["ms/step"] == pytest.approx(220.0) and row["probes ms/step"] == pytest.approx(200.0)
+    assert row["vs ANN"] == pytest.approx(1.1) and row["vs sj SEW-ResNet18"] == pytest.approx(0.25)
+    assert table.loc["ann_resnet18", "vs ANN"] == 1.0
+    assert pd.isna(table.loc["vgg16", "vs ANN"])  # no ann_vgg16 timed
+    assert list(table.index) == ["sparse_resnet18", "ann_resnet18", "vgg16", SJ_NAME]
+
+
+def test_target_checks_read_the_table() -> None:
+    table = pd.DataFrame([
+        {"model": "sparse_resnet18", "T": 1, "N": 4, "vs ANN": 1.10, "vs sj SEW-ResNet18": 0.25},
+        {"model": "sparse_resnet18", "T": 4, "N": 1, "vs ANN": 3.0, "vs sj SEW-ResNet18": 0.9},
+    ])
+    assert target_checks(table) == [
+        "target sparse_resnet18 [T=1,N=4] <= 1.15x ann_resnet18: 1.10x (met)",
+        "target sparse_resnet18 [T=1,N=4] >= 3.5x faster than spikingjelly SEW-ResNet18 "
+        "[T=4,N=1]: 4.00x (met)",
+    ]
+    table.loc[0, ["vs ANN", "vs sj SEW-ResNet18"]] = [1.2, 0.5]
+    assert [ln.endswith("(missed)") for ln in target_checks(table)] == [True, True]
+
+
+# ---------------------------------------------------------------------------------------------
+# fused neuron kernels: same bits as the eager neuron (they only change the speed)
+
+
+def _run_neuron(mode: str, x: torch.Tensor, grad: torch.Tensor, **kw) -> tuple:
+    previous = multilevel.set_fused_kernels(mode)
+    try:
+        sn = MultiLevelIF(**kw)
+        x = x.detach().requires_grad_()
+        y = sn(x)
+        y.backward(grad)
+        fused = sn.v.grad_fn is not None and "FusedStep" in sn.v.grad_fn.name()
+        return y.detach(), sn.v.detach(), x.grad, fused
+    finally:
+        multilevel.set_fused_kernels(previous)
+
+
+@pytest.mark.parametrize("T,kw", [
+    (3, dict(levels=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round")),
+    (1, dict(levels=5, estimator="ste", grid_tolerance=1e-3)),  # a barrier neuron
+], ids=["sigmoid-N3-T3", "barrier-N5-T1"])
+def test_fused_kernels_are_bit_identical_to_the_eager_neuron(T: int, kw: dict) -> None:
+    gen = torch.Generator().manual_seed(T)
+    # [T, B, C, H, W], each timestep a channels-last [B, C, H, W] view, as conv+BN leave it
+    x = (1.5 * torch.randn(T * 2, 64, 4, 4, generator=gen)).contiguous(
+        memory_format=torch.channels_last).unflatten(0, (T, 2))
+    x[0, 0, :4, 0, 0] = torch.tensor([0.0, 0.7 / 3, 0.7, 0.35])  # on and near thresholds
+    grad = torch.randn(T, 2, 64, 4, 4, generator=gen)
+    y0, v0, g0, fused0 = _run_neuron("off", x, grad, **kw)
+    y1, v1, g1, fused1 = _run_neuron("on", x, grad, **kw)
+    assert (fused0, fused1) == (False, True)
+    assert 0 < y0.count_nonzero() < y0.numel()
+    assert torch.equal(y1, y0) and torch.equal(v1, v0) and torch.equal(g1, g0)
+    # a gradient that arrives expanded (e.g. from a mean) takes the same path
+    _, _, g2, _ = _run_neuron("on", x, torch.ones(()).expand_as(grad), **kw)
+    _, _, g3, _ = _run_neuron("off", x, torch.ones(()).expand_as(grad), **kw)
+    assert torch.equal(g2, g3)
+
+
+def test_fused_kernels_fall_back_to_eager_when_compiling_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_compile(fn):
+        def kernel(*args):
+            raise RuntimeError("no C++ compiler")
+        return kernel
+
+    monkeypatch.setattr(multilevel, "_fused", {"mode": "on", "compiled": {}})
+    monkeypatch.setattr(multilevel.torch, "compile", broken_compile)
+    x = torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(0))
+    sn = MultiLevelIF(levels=4)
+    with pytest.warns(UserWarning, match="fused kernels disabled.*no C\\+\\+ compiler"):
+        y = sn(x)
+    assert multilevel.fused_kernel_mode() == "off"  # later neurons go straight to eager
+    y0, v0, _, fused = _run_neuron("off", x, torch.ones_like(x), levels=4)
+    assert torch.equal(y, y0) and torch.equal(sn.v, v0) and not fused
