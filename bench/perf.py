@@ -125,26 +125,32 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool,
     return step
 
 
-def probed_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                bf16: bool = False) -> Callable[[], None]:
-    """A training step of `model` with every run probe attached and counting (the worst case).
+def probed_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: bool = False,
+                grad_every: int = 10, counting: bool = False) -> Callable[[], None]:
+    """A training step of `model` with every run probe attached as `bench run` attaches them.
 
-    Attaches bench.probes' SpikeProbe (active, as in an evaluation epoch), the energy hooks
-    (attach_energy_hooks) and GradNormProbe (every step) through minimal trainer/module stand-ins,
-    so this measures the probes' own hooks, not Lightning. The hooks stay on `model`: pass a copy.
-    Lead: if the run attaches other callbacks or wires them differently, mirror that here.
+    SpikeProbe and the energy hooks are registered on the model; in a run they count only during
+    evaluation epochs (`counting=False`, the training-step cost a run pays), `counting=True` makes
+    them count every step (the worst case). GradNormProbe measures every `grad_every` steps (the
+    run's default is 10). Minimal trainer/module stand-ins, so this times the probes, not
+    Lightning. The hooks stay on `model`: pass a copy.
     """
     from bench.probes import GradNormProbe, SpikeProbe, attach_energy_hooks
 
     host = SimpleNamespace(model=model, device=x.device, log=lambda *a, **k: None)
     trainer = SimpleNamespace(global_step=0, sanity_checking=False, loggers=[])
-    spikes, grads = SpikeProbe(), GradNormProbe(every=1)
+    spikes, grads = SpikeProbe(), GradNormProbe(every=grad_every)
     for probe in (spikes, grads):
         probe.setup(trainer, host, "fit")
-    spikes.on_test_epoch_start(trainer, host)  # hooks count every forward from here on
-    attach_energy_hooks(model)
-    return make_step(model, x, y, bf16,
-                     before_step=lambda opt: grads.on_before_optimizer_step(trainer, host, opt))
+    if counting:
+        spikes.on_test_epoch_start(trainer, host)  # hooks count every forward from here on
+    attach_energy_hooks(model).active = counting
+
+    def before_step(opt: torch.optim.Optimizer) -> None:
+        grads.on_before_optimizer_step(trainer, host, opt)
+        trainer.global_step += 1
+
+    return make_step(model, x, y, bf16, before_step=before_step)
 
 
 def time_with_probes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, warmup: int = 3,
