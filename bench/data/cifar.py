@@ -13,7 +13,6 @@ import copy
 from pathlib import Path
 from typing import Any, Iterable
 
-import lightning as L
 import torch
 import torchvision
 from torch import Tensor
@@ -22,6 +21,7 @@ from torchvision import transforms
 
 from bench.config import RunConfig
 from bench.data.gpu import DeviceBatches, cuda_in_use, to_device_images
+from bench.data.loaders import SplitDataModule, host_loader
 from bench.errors import BenchError
 
 SPLIT_SEED = 0  # the val hold-out is the same for every run
@@ -38,7 +38,7 @@ def resident_device(cfg: RunConfig) -> torch.device | None:
     return torch.device("cuda") if cfg.gpu_resident and cuda_in_use(cfg.accelerator) else None
 
 
-class CIFARDataModule(L.LightningDataModule):
+class CIFARDataModule(SplitDataModule):
     """Common code of the CIFAR-10 and CIFAR-100 datamodules (they differ in class attributes)."""
 
     name: str
@@ -126,15 +126,6 @@ class CIFARDataModule(L.LightningDataModule):
         else:
             self._loaders = self._cpu_loaders(train, test, train_idx, val_idx)
 
-    def train_dataloader(self) -> Iterable:
-        return self._loader("train")
-
-    def val_dataloader(self) -> Iterable:
-        return self._loader("val")
-
-    def test_dataloader(self) -> Iterable:
-        return self._loader("test")
-
     # ---------------------------------------------------------------------------------------------
 
     def _loader(self, split: str) -> Iterable:
@@ -174,11 +165,8 @@ class CIFARDataModule(L.LightningDataModule):
         }
 
     def _dataloader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
-        )
+        return host_loader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+                           num_workers=self.num_workers, seed=self.seed, pin_memory=self.pin_memory)
 
     def _device_loaders(self, train: Dataset, test: Dataset, train_idx: Tensor,
                         val_idx: Tensor) -> dict[str, DeviceBatches]:

@@ -3,19 +3,19 @@ download. Small enough to live in three TensorDatasets."""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from sklearn.datasets import load_digits
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.config import RunConfig
+from bench.data.loaders import SplitDataModule, host_loader
 
 SPLIT_SEED = 0  # every run sees the same split, whatever its own seed
 SPLIT_SIZES = (1400, 197, 200)  # train, val, test
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(SplitDataModule):
     name = "digits"
     num_classes = 10
     in_channels = 1
@@ -46,20 +46,8 @@ class DigitsDataModule(L.LightningDataModule):
         self._splits = {split: TensorDataset(x[idx], y[idx])
                         for split, idx in self.split_indices.items()}
 
-    def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._dataloader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test", shuffle=False)
-
-    def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         if self._splits is None:
             self.setup()
-        return DataLoader(
-            self._splits[split], batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+        return host_loader(self._splits[split], batch_size=self.batch_size,
+                           shuffle=split == "train", num_workers=self.num_workers, seed=self.seed)

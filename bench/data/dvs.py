@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from bench.config import RunConfig
 from bench.data.gpu import cuda_in_use
+from bench.data.loaders import SplitDataModule, host_loader
 from bench.errors import BenchError
 
 FOLDER = "CIFAR10DVS"
@@ -58,7 +58,7 @@ def stratified_split(targets: list[int], train_fraction: float,
     return sorted(train), sorted(test)
 
 
-class CIFAR10DVSDataModule(L.LightningDataModule):
+class CIFAR10DVSDataModule(SplitDataModule):
     name = "cifar10dvs"
     num_classes = 10
     in_channels = 2
@@ -132,15 +132,6 @@ class CIFAR10DVSDataModule(L.LightningDataModule):
         # CIFAR10-DVS has no official test set: validation and test both use the held-out 10 %
         self._splits = {"train": Subset(full, train_idx), "val": test, "test": test}
 
-    def train_dataloader(self) -> DataLoader:
-        return self._dataloader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._dataloader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._dataloader("test", shuffle=False)
-
     # ---------------------------------------------------------------------------------------------
 
     def _dataset(self) -> CIFAR10DVS:
@@ -152,12 +143,9 @@ class CIFAR10DVSDataModule(L.LightningDataModule):
             raise BenchError(f"{self.name}: spikingjelly could not prepare {self.root}: "
                              f"{str(exc).splitlines()[0]}") from None
 
-    def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         if self._splits is None:
             self.setup()
-        return DataLoader(
-            self._splits[split], batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            pin_memory=self.pin_memory,
-        )
+        return host_loader(self._splits[split], batch_size=self.batch_size,
+                           shuffle=split == "train", num_workers=self.num_workers, seed=self.seed,
+                           pin_memory=self.pin_memory)

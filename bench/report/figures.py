@@ -397,7 +397,7 @@ def _dvs(ctx: Context) -> list:
               f"accuracy at T=1, {n_best} (%)", REPORTED["dvs_t1_acc"], a, setting(best, bin1),
               verdict(a > b1, a, b1), f"{a:.2f} % vs {b1:.2f} % (binary T=1)"),
         Claim("dvs", f"T=1 multi-level within {ACC_TOLERANCE_PP} pp of (or above) binary at "
-              f"T=10", f"latency cut, T of binary / T=1 (x)", REPORTED["dvs_t1"], t_long,
+              f"T=10", "latency cut, T of binary / T=1 (x)", REPORTED["dvs_t1"], t_long,
               setting(best, bin_long), verdict(a >= bl - ACC_TOLERANCE_PP, a, bl),
               f"{a:.2f} % at T=1 vs {bl:.2f} % at T={_plain(t_long)}" if np.isfinite(bl)
               else "no binary run with T>1 (see the dvs sweep files)")]
