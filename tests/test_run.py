@@ -103,3 +103,17 @@ def test_missing_cifar_is_one_line_exit_2(tmp_path, capsys):
                  "--set", "wandb=disabled", "--results", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "cifar10" in err and str(tmp_path) in err and len(err.splitlines()) == 1
+
+
+def test_nan_loss_fails_the_run_in_one_line_and_keeps_the_record(tmp_path, capsys):
+    code = main(["run", "--set", "dataset=digits", "--set", "lr=1e30", "--set", "epochs=1",
+                 "--set", "limit_train_batches=4", "--set", "arch=spiking_resnet18",
+                 "--set", "wandb=disabled", "--set", "progress_bar=false", "--set", "run_id=nan",
+                 "--results", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert any("run failed: FloatingPointError: non-finite training loss" in ln for ln in err)
+    assert not any("Traceback" in ln for ln in err)
+    s = json.loads((tmp_path / "default" / "runs" / "nan" / "summary.json").read_text())
+    assert s["status"] == "failed" and "non-finite" in s["error"]
+    assert (tmp_path / "default" / "runs" / "nan" / "config.json").is_file()

@@ -171,6 +171,47 @@ def test_failing_trial_is_isolated_and_counted(tmp_path):
     assert "[done 1 | running 0 | failed 1 | left 0]" in out.stdout
 
 
+def test_nan_loss_trial_is_failed_and_the_sweep_goes_on(tmp_path):
+    # lr=1e30 blows the weights up: the loss is NaN within a few steps
+    file = write_sweep(tmp_path / "nan.yaml", "nan", {"lr": [0.08, 1e30]},
+                       arch="spiking_resnet18", limit_train_batches=4)
+    results = tmp_path / "results"
+    out = subprocess.run(command(file, results, 1), env=env(), capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 1, out.stdout + out.stderr
+    by_lr = {t.params["lr"]: t for t in trials(results, "nan")}
+    assert by_lr[0.08].state == TrialState.COMPLETE
+    bad = by_lr[1e30]
+    assert bad.state == TrialState.FAIL and "non-finite training loss" in bad.user_attrs["error"]
+    record = summaries(results, "nan")[f"trial-{bad.number:04d}"]
+    assert record["status"] == "failed" and "FloatingPointError" in record["error"]
+    assert (results / "nan" / "runs" / f"trial-{bad.number:04d}" / "config.json").is_file()
+
+
+def test_hyperband_reports_every_epoch_to_the_pruner(tmp_path):
+    path = tmp_path / "hb.yaml"
+    params = {k: {"value": v} for k, v in {**TINY, "epochs": 2, "arch": "spiking_resnet18"}.items()}
+    params["lr"] = {"min": 0.01, "max": 0.1, "distribution": "log_uniform_values"}
+    path.write_text(yaml.safe_dump({
+        "name": "hb", "method": "random", "run_cap": 2,
+        "metric": {"name": "val/acc", "goal": "maximize"}, "parameters": params,
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}))
+    results = tmp_path / "results"
+    out = subprocess.run(command(path, results, 1), env=env(), capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = trials(results, "hb")
+    assert len(done) == 2 and len({t.params["lr"] for t in done}) == 2
+    for t in done:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert 0.01 <= t.params["lr"] <= 0.1
+        # the Lightning pruning callback reported val/acc after each validation epoch
+        expected = 2 if t.state == TrialState.COMPLETE else len(t.intermediate_values)
+        assert sorted(t.intermediate_values) == list(range(expected)) and expected >= 1
+        status = summaries(results, "hb")[f"trial-{t.number:04d}"]["status"]
+        assert status == ("completed" if t.state == TrialState.COMPLETE else "pruned")
+
+
 # ---- the study logic without training (fast) ------------------------------------------------
 
 def journal_study(tmp_path: Path, spec):
