@@ -9,7 +9,6 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -44,7 +43,7 @@ class SpikingClassifier(L.LightningModule):
             x = x.transpose(0, 1)
         if self.cfg.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        functional.reset_net(self.model)  # neuron state never leaks between batches
+        # every spiking model resets its neuron state at the start of forward: no leak between batches
         return self.model(x)  # [B, classes], averaged over T
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:

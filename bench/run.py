@@ -16,7 +16,7 @@ import lightning as L
 
 from bench.config import RunConfig, build_config, load_yaml, parse_sets
 from bench.errors import BenchError
-from bench.record import RunRecord
+from bench.record import RunRecord, run_dir
 
 SUMMARY_TABLE_KEYS = ("test_acc", "spikes_total_per_image", "nonzero_total_per_image",
                       "energy_uj_per_image", "duration_s")
@@ -188,8 +188,6 @@ def main_run(config_file: str | None = None, sets: list[str] | None = None,
     if not cfg.run_id:
         cfg = cfg.replace(run_id=new_run_id(cfg))
     _print_config(cfg)
-    from bench.record import run_dir
-
     try:
         summary = execute(cfg)
     except BenchError:

@@ -33,7 +33,7 @@ def make_logger(cfg: RunConfig, save_dir: Path):
 
     settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False)
     return WandbLogger(
-        project=cfg.project, group=cfg.study, name=cfg.run_id, id=None, save_dir=str(save_dir),
+        project=cfg.project, group=cfg.study, name=cfg.run_id, save_dir=str(save_dir),
         offline=mode == "offline", mode=mode, config=cfg.to_dict(), settings=settings,
         job_type="sweep-trial" if cfg.study != "default" else "run", log_model=False,
     )

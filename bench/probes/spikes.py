@@ -48,13 +48,13 @@ class SpikeProbe(L.Callback):
                 return
             z = torch.round(out.detach().float() * levels)  # [T, B, ...] integer spike counts
             stats = torch.stack([z.sum(), (z > 0).sum().to(z.dtype), z.amax()])
-            if name in self._stats:
-                prev = self._stats[name]
-                self._stats[name] = torch.stack([prev[0] + stats[0], prev[1] + stats[1],
-                                                 torch.maximum(prev[2], stats[2])])
-            else:
+            acc = self._stats.get(name)
+            if acc is None:
                 self._stats[name] = stats
                 self._neurons[name] = z[0, 0].numel()
+            else:  # in place on the device: sums, and the running max
+                acc[:2] += stats[:2]
+                torch.maximum(acc[2], stats[2], out=acc[2])
         return hook
 
     def _start(self) -> None:

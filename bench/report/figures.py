@@ -317,14 +317,19 @@ def _sum_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> No
             f"SEW max z {sew_max:g}, Sparse max z {sparse_max:g}, N={n:g}"))
 
 
+def _residual_sums(ctx: Context, study: str, reported: bool, what: str) -> list:
+    """Claims and the avalanche figure of a SEW-vs-Sparse study (avalanche, depth)."""
+    prep = ctx.studies[study]
+    _sum_claims(ctx, study, prep, reported=reported)
+    _pair_claims(ctx, study, prep, reported=reported)
+    return [(study, lambda: plots.avalanche_figure(prep.done, prep.records.layers,
+                                                   list(prep.agg["label"])),
+             f"{what} (mean ± std over seeds); {len(prep.done)} completed runs.")]
+
+
 def _avalanche(ctx: Context) -> list:
-    prep = ctx.studies["avalanche"]
-    _sum_claims(ctx, "avalanche", prep, reported=True)
-    _pair_claims(ctx, "avalanche", prep, reported=True)
-    return [("avalanche", lambda: plots.avalanche_figure(prep.done, prep.records.layers,
-                                                         list(prep.agg["label"])),
-             f"Spikes per image at each residual sum along depth, SEW vs Sparse (mean ± std over "
-             f"seeds), with the per-neuron bounds; {len(prep.done)} completed runs.")]
+    return _residual_sums(ctx, "avalanche", True, "Spikes per image at each residual sum along "
+                          "depth, SEW vs Sparse, with the per-neuron bounds")
 
 
 def _activity(ctx: Context) -> list:
@@ -429,13 +434,8 @@ def _energy(ctx: Context) -> list:
 
 
 def _depth(ctx: Context) -> list:
-    prep = ctx.studies["depth"]
-    _sum_claims(ctx, "depth", prep, reported=False)
-    _pair_claims(ctx, "depth", prep, reported=False)
-    return [("depth", lambda: plots.avalanche_figure(prep.done, prep.records.layers,
-                                                     list(prep.agg["label"])),
-             f"ResNet34: spikes per image at each residual sum, SEW vs Sparse (mean ± std over "
-             f"seeds); {len(prep.done)} completed runs.")]
+    return _residual_sums(ctx, "depth", False, "ResNet34: spikes per image at each residual sum, "
+                          "SEW vs Sparse")
 
 
 FIGURES = (
