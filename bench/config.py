@@ -20,8 +20,6 @@ ESTIMATORS = ("sigmoid", "ste", "ste_clipped")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "none")
 ROUNDINGS = ("floor", "round")
-ENERGY_PRESETS = ("horowitz45", "snn_convention")
-ENERGY_COUNTINGS = ("value", "event")
 WANDB_MODES = ("offline", "online", "disabled")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
@@ -65,8 +63,14 @@ class RunConfig:
     # probes
     probes: bool = True
     grad_every: int = 10  # gradient norms every k training steps
-    energy_preset: str = "horowitz45"
-    energy_counting: str = "value"
+    # energy (bench.energy.EnergySettings checks these; README "Energy" explains them)
+    energy_model: str = "lemaire"
+    energy_counting: str = "event"  # event: one per non-zero spike; value: a spike of k is k
+    energy_multilevel_op: str = "mac"  # a multi-level spike event priced as a MAC or an AC
+    energy_mem_bits: int = 32
+    energy_sram: str = "qualia"
+    energy_fifo: int = 1000
+    energy_preset: str = "horowitz45"  # arithmetic of the `simple` model only
     # tracking
     wandb: str = "offline"
     project: str = "bench"
@@ -83,6 +87,15 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def energy_settings(self):
+        """The run's bench.energy.EnergySettings (ValueError naming a bad value)."""
+        from bench.energy import EnergySettings  # late: bench.energy imports torch
+
+        return EnergySettings(model=self.energy_model, counting=self.energy_counting,
+                              multilevel_op=self.energy_multilevel_op,
+                              mem_bits=self.energy_mem_bits, sram=self.energy_sram,
+                              fifo=self.energy_fifo, preset=self.energy_preset)
+
     def replace(self, **changes: Any) -> "RunConfig":
         return build_config(self.to_dict(), changes)
 
@@ -94,8 +107,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
     "rounding": ROUNDINGS,
-    "energy_preset": ENERGY_PRESETS,
-    "energy_counting": ENERGY_COUNTINGS,
     "wandb": WANDB_MODES,
     "precision": PRECISIONS,
 }
@@ -161,6 +172,12 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be > 0")
     if cfg.lr is not None and not cfg.lr > 0:
         raise BenchError(f"config key 'lr': {cfg.lr!r} must be > 0")
+    from bench.energy import EnergySettingError  # late: bench.energy imports torch
+
+    try:
+        cfg.energy_settings()
+    except EnergySettingError as exc:
+        raise BenchError(f"config key 'energy_{exc.key}': {exc.detail}") from None
     return cfg
 
 

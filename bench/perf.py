@@ -135,7 +135,8 @@ def probed_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: boo
     run's default is 10). Minimal trainer/module stand-ins, so this times the probes, not
     Lightning. The hooks stay on `model`: pass a copy.
     """
-    from bench.probes import GradNormProbe, SpikeProbe, attach_energy_hooks
+    from bench.energy import EnergyCounter
+    from bench.probes import GradNormProbe, SpikeProbe
 
     host = SimpleNamespace(model=model, device=x.device, log=lambda *a, **k: None)
     trainer = SimpleNamespace(global_step=0, sanity_checking=False, loggers=[])
@@ -144,7 +145,7 @@ def probed_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bf16: boo
         probe.setup(trainer, host, "fit")
     if counting:
         spikes.on_test_epoch_start(trainer, host)  # hooks count every forward from here on
-    attach_energy_hooks(model).active = counting
+    EnergyCounter(model).active = counting
 
     def before_step(opt: torch.optim.Optimizer) -> None:
         grads.on_before_optimizer_step(trainer, host, opt)

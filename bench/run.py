@@ -71,12 +71,12 @@ class RecordWriter(L.Callback):
 def build_probes(cfg: RunConfig) -> dict[str, L.Callback]:
     if not cfg.probes:
         return {}
-    from bench.probes.energy import EnergyProbe
+    from bench.energy.probe import EnergyProbe
     from bench.probes.gradients import GradNormProbe
     from bench.probes.spikes import SpikeProbe
 
     return {"spikes": SpikeProbe(), "grads": GradNormProbe(every=cfg.grad_every),
-            "energy": EnergyProbe(preset=cfg.energy_preset, counting=cfg.energy_counting)}
+            "energy": EnergyProbe(cfg.energy_settings())}
 
 
 def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: RecordWriter | None,

@@ -1,11 +1,10 @@
-"""Probes: Lightning callbacks that read the model during evaluation and write to the loggers."""
+"""Probes: Lightning callbacks that read the model during evaluation and write to the loggers.
 
-from bench.probes.energy import (PRESETS, EnergyHooks, EnergyPreset, EnergyProbe, LayerStats,
-                                 NeuronStats, attach_energy_hooks, energy_breakdown, horowitz45,
-                                 snn_convention)
+The energy probe lives with the energy model in bench.energy (re-exported here).
+"""
+
+from bench.energy.probe import EnergyProbe
 from bench.probes.gradients import GradNormProbe
 from bench.probes.spikes import SpikeProbe
 
-__all__ = ["PRESETS", "EnergyHooks", "EnergyPreset", "EnergyProbe", "LayerStats", "NeuronStats",
-           "attach_energy_hooks", "energy_breakdown", "horowitz45", "snn_convention",
-           "GradNormProbe", "SpikeProbe"]
+__all__ = ["EnergyProbe", "GradNormProbe", "SpikeProbe"]

@@ -1,0 +1,297 @@
+"""Per-layer counts from forward hooks: what the energy formulas need, measured on real inputs.
+
+Works on any network made of torch Conv1d/2d/3d and Linear layers and spikingjelly neurons
+(bench's MultiLevelIF included), single- or multi-step. Nothing is synchronised with the host
+until `counts()`: each hook adds a few float64 device scalars.
+
+A synaptic layer's input, per forward call, is one of:
+- *analog*: the layer is flagged `analog_input` (an SNN's first conv), or the model is not
+  spiking, or the input is off the spike grid (z = N*y not an integer: an average-pooled
+  input): dense multiply-accumulates;
+- *spikes*: z = round(N*y) integers, counted as events: `nonzero` (one per z > 0) and `value`
+  (sum of z), together with the exact synaptic operations each causes (`exact_*`: the input's
+  count in every receptive field, i.e. conv(z, ones) summed, which is what spikingjelly's SynOp
+  counter counts on binary inputs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based.neuron import BaseNode, SimpleBaseNode
+from torch import nn
+
+_CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+# device accumulator slots of a synaptic layer (float64 each)
+LAYER_SLOTS = ("spike_outputs", "analog_outputs", "analog_inputs", "events_nonzero",
+               "events_value", "exact_nonzero", "exact_value", "offgrid_outputs",
+               "offgrid_exact_nonzero", "offgrid_exact_value")
+NEURON_SLOTS = ("updates", "spikes_nonzero", "spikes_value")
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What the formulas need from a synaptic layer's geometry (per image, per timestep)."""
+
+    name: str
+    kind: str  # "conv" or "linear"
+    fan_in: int  # inputs per output element: C_in/groups * prod(k), or in_features
+    fanout_channels: int  # outputs channels one input feeds: C_out/groups, or out_features
+    kernel: int  # prod(kernel_size) (1 for linear)
+    kernel_ceil: int  # prod(ceil(k / stride)) (1 for linear)
+    out_channels: int
+    weights: int  # weight elements
+    bias: int  # bias elements (a BatchNorm right after the layer folds into one per channel)
+    has_bias_param: bool
+    flagged_analog: bool
+    in_per_step: int = 0  # input elements per image per timestep (seen at run time)
+    out_per_step: int = 0
+
+
+@dataclass(frozen=True)
+class NeuronShape:
+    name: str
+    per_step: int  # neurons per image per timestep
+    leaky: bool  # LIF: one leak multiply per neuron per timestep
+    levels: int
+
+
+@dataclass
+class Counts:
+    """Per-image counts of one evaluation: the input of every energy model."""
+
+    images: int
+    levels: int  # N of the spike grid (1 = binary)
+    spiking: bool
+    timesteps: int  # the most timesteps any neuron ran
+    layers: list[tuple[LayerShape, dict[str, float]]] = field(default_factory=list)
+    neurons: list[tuple[NeuronShape, dict[str, float]]] = field(default_factory=list)
+
+
+def grid_tolerance(dtype: torch.dtype) -> float:
+    # |N*y - z| for y = z/N stored in `dtype`, z <= 32 (a residual sum at N=16): 16 eps
+    return max(1e-3, 16 * torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
+
+
+def spike_values(y: torch.Tensor, levels: int) -> torch.Tensor:
+    """z = round(N * y) in float32 where within the grid tolerance; off-grid values stay raw."""
+    z = y.float() * levels
+    zr = torch.round(z)
+    return torch.where((z - zr).abs_() <= grid_tolerance(y.dtype), zr, z)
+
+
+def is_synaptic(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not module.transposed)
+
+
+def is_neuron(module: nn.Module) -> bool:
+    return isinstance(module, (SimpleBaseNode, BaseNode))
+
+
+def _layer_shape(name: str, m: nn.Module, folded_bn: bool) -> LayerShape:
+    bias = m.bias is not None or folded_bn
+    if isinstance(m, nn.Linear):
+        return LayerShape(name, "linear", m.in_features, m.out_features, 1, 1, m.out_features,
+                          m.weight.numel(), m.out_features if bias else 0, m.bias is not None,
+                          bool(getattr(m, "analog_input", False)))
+    kernel = math.prod(m.kernel_size)
+    ceil_k = math.prod(math.ceil(k / s) for k, s in zip(m.kernel_size, m.stride))
+    return LayerShape(name, "conv", m.weight[0].numel(), m.out_channels // m.groups, kernel,
+                      ceil_k, m.out_channels, m.weight.numel(), m.out_channels if bias else 0,
+                      m.bias is not None, bool(getattr(m, "analog_input", False)))
+
+
+def _folded_bn(modules: list[tuple[str, nn.Module]], i: int) -> bool:
+    """A BatchNorm registered right after a bias-free layer folds into its bias at inference."""
+    m = modules[i][1]
+    nxt = next((mod for _, mod in modules[i + 1:] if not list(mod.children())), None)
+    channels = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+    return isinstance(nxt, _BATCHNORMS) and nxt.num_features == channels
+
+
+def _conv_receptive_sum(module: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+    """Sum over output positions of the input inside each receptive field, per map.
+
+    maps: [M, *spatial] inputs already summed over batch, time and channels. Summing channels
+    first is exact: every input channel of a group feeds C_out/groups outputs with the same
+    geometry, and padding (any mode) commutes with the channel sum.
+    """
+    k = module.weight.dim() - 2
+    maps, padding = maps.unsqueeze(1), module.padding  # [M, 1, *spatial]
+    if module.padding_mode != "zeros":
+        maps = F.pad(maps, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+        padding = 0
+    ones = maps.new_ones((1, 1, *module.kernel_size))
+    out = _CONVS[k](maps, ones, None, module.stride, padding, module.dilation)
+    return out.sum(dim=tuple(range(1, out.dim())), dtype=torch.float64)  # [M]
+
+
+def exact_synaptic_ops(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """[ops of the nonzero events, ops of the values] of input counts z, float64, no host sync.
+
+    z: [..., C, *spatial] for a conv (any leading batch/time dims), [..., in_features] for linear.
+    """
+    events = (z > 0).float()
+    if isinstance(module, nn.Linear):
+        feats = z.shape[-1]  # sum leading dims first: partial sums stay exact in float32
+        sums = torch.stack([events.reshape(-1, feats).sum(0), z.reshape(-1, feats).sum(0)])
+        return sums.sum(1, dtype=torch.float64) * module.out_features
+    k = module.weight.dim() - 2
+    lead = tuple(range(z.dim() - k))  # batch, time and channel dims
+    maps = torch.stack([events.sum(lead), z.sum(lead)])  # [2, *spatial]
+    return _conv_receptive_sum(module, maps) * (module.out_channels // module.groups)
+
+
+def _images(x: Any) -> int:
+    # model input: [B, ...] images or [T, B, C, H, W] frames (time-first)
+    if not torch.is_tensor(x) or x.dim() == 0:
+        return 0
+    return int(x.shape[1]) if x.dim() == 5 else int(x.shape[0])
+
+
+def model_levels(model: nn.Module, neurons: dict[str, nn.Module]) -> tuple[int, bool]:
+    """(N, spiking): the model's `levels` / `is_spiking`, else read from its neurons (IFNode: 1)."""
+    levels = getattr(model, "levels", None)
+    if levels is None:
+        levels = max((int(getattr(m, "levels", 1)) for m in neurons.values()), default=0)
+    spiking = getattr(model, "is_spiking", None)
+    if spiking is None:
+        spiking = bool(neurons) and levels > 0
+    return int(levels), bool(spiking)
+
+
+def _per_step(module: nn.Module, out: torch.Tensor) -> int:
+    lead = 2 if getattr(module, "step_mode", "s") == "m" and out.dim() > 2 else 1
+    return math.prod(out.shape[lead:])
+
+
+def _spatial_per_step(module: nn.Module, t: torch.Tensor) -> int:
+    # elements per image per timestep of a conv/linear tensor: the trailing C, *spatial dims
+    k = 0 if isinstance(module, nn.Linear) else module.weight.dim() - 2
+    return math.prod(t.shape[t.dim() - k - 1:])
+
+
+class EnergyCounter:
+    """Forward hooks counting what `bench.energy` prices; `active` pauses them, `remove()` ends."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        modules = list(model.named_modules())
+        self.layer_modules = OrderedDict((n, m) for n, m in modules if is_synaptic(m))
+        self.neuron_modules = OrderedDict((n, m) for n, m in modules if is_neuron(m))
+        self.levels, self.spiking = model_levels(model, self.neuron_modules)
+        index = {n: i for i, (n, _) in enumerate(modules)}
+        self._shapes = {n: _layer_shape(n, m, _folded_bn(modules, index[n]))
+                        for n, m in self.layer_modules.items()}
+        self.active = True
+        self.reset()
+        self._handles = [model.register_forward_pre_hook(self._count_images)]
+        self._handles += [m.register_forward_hook(self._layer_hook(n))
+                          for n, m in self.layer_modules.items()]
+        self._handles += [m.register_forward_hook(self._neuron_hook(n))
+                          for n, m in self.neuron_modules.items()]
+
+    def reset(self) -> None:
+        self.images = 0
+        self._acc: dict[str, torch.Tensor] = {}
+        self._geometry: dict[str, tuple[int, int]] = {}  # layer -> (in, out) per image-step
+        self._neuron_geometry: dict[str, int] = {}
+
+    def _add(self, name: str, values: torch.Tensor) -> None:
+        acc = self._acc.get(name)
+        if acc is None:
+            self._acc[name] = values
+        else:
+            acc.add_(values)
+
+    def _count_images(self, _module: nn.Module, args: tuple) -> None:
+        if self.active and args:
+            self.images += _images(args[0])
+
+    def _layer_hook(self, name: str):
+        shape = self._shapes[name]
+
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            if not self.active or not args or not torch.is_tensor(args[0]):
+                return
+            x = args[0].detach()
+            self._geometry[name] = (_spatial_per_step(module, x), _spatial_per_step(module, out))
+            n_out, n_in = float(out.numel()), float(x.numel())
+            with torch.no_grad():
+                if shape.flagged_analog or not self.spiking:
+                    dense = torch.tensor([0, n_out, n_in, 0, 0, 0, 0, 0, 0, 0],
+                                         dtype=torch.float64, device=x.device)
+                    self._add(name, dense)
+                    return
+                z = spike_values(x, self.levels)
+                off = (z != torch.round(z)).any().to(torch.float64)  # off the grid: analog
+                on = 1.0 - off
+                events = torch.stack([(z > 0).sum(dtype=torch.float64), z.sum(dtype=torch.float64)])
+                exact = exact_synaptic_ops(module, z)
+                self._add(name, torch.stack([
+                    on * n_out, off * n_out, off * n_in, on * events[0], on * events[1],
+                    on * exact[0], on * exact[1], off * n_out, off * exact[0],
+                    off * exact[1]]))
+        return hook
+
+    def _neuron_hook(self, name: str):
+        def hook(module: nn.Module, _args: tuple, out: Any) -> None:
+            out = out[0] if isinstance(out, (tuple, list)) and out else out
+            if not self.active or not torch.is_tensor(out):
+                return
+            levels = int(getattr(module, "levels", 1))
+            with torch.no_grad():
+                z = spike_values(out.detach(), levels)
+                self._add(name, torch.stack([
+                    torch.tensor(float(out.numel()), dtype=torch.float64, device=out.device),
+                    (z > 0).sum(dtype=torch.float64), z.sum(dtype=torch.float64)]))
+            self._neuron_geometry[name] = _per_step(module, out)
+        return hook
+
+    def counts(self) -> Counts:
+        """Per-image counts of everything that ran since `reset()` (one host sync)."""
+        names = list(self._acc)
+        flat = torch.cat([self._acc[n] for n in names]).tolist() if names else []  # one sync
+        acc, at = {}, 0
+        for n in names:
+            size = self._acc[n].numel()
+            acc[n], at = flat[at:at + size], at + size
+        per = 1.0 / self.images if self.images else 0.0
+        out = Counts(self.images, self.levels, self.spiking, 1)
+        for name, module in self.neuron_modules.items():
+            if name not in acc:
+                continue
+            values = dict(zip(NEURON_SLOTS, (v * per for v in acc[name])))
+            per_step = self._neuron_geometry[name]
+            leaky = hasattr(module, "tau") or hasattr(module, "decay")
+            out.neurons.append((NeuronShape(name, per_step, leaky,
+                                            int(getattr(module, "levels", 1))), values))
+            if per_step:
+                out.timesteps = max(out.timesteps, round(values["updates"] / per_step))
+        for name in self.layer_modules:
+            if name not in acc:
+                continue
+            geo_in, geo_out = self._geometry[name]
+            shape = self._shapes[name]
+            shape = dataclasses.replace(shape, in_per_step=geo_in, out_per_step=geo_out)
+            out.layers.append((shape, dict(zip(LAYER_SLOTS, (v * per for v in acc[name])))))
+        return out
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "EnergyCounter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()

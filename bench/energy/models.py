@@ -1,0 +1,260 @@
+"""Energy models: per-image counts (bench.energy.counting) -> energy per image, term by term.
+
+`lemaire` (default) is the analytical model of Lemaire et al. (ICONIP 2022) as the authors' lab
+computes it, with the corrections listed in docs/method.md and the README ("Energy"). `simple`
+is bench's earlier model (AC/MAC presets, a memory term per synaptic op, membrane update and
+spike), kept so records written before stay comparable.
+
+A model is a function (Counts, EnergySettings) -> EnergyReport registered by name; the
+registry is the only list of models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, SRAM_LAWS, sram_pj
+from bench.energy.counting import Counts, LayerShape, NeuronShape
+
+PJ_PER_UJ = 1e6
+TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
+BUFFERS = ("weights", "bias", "potentials", "inputs", "outputs")
+
+
+class EnergySettingError(ValueError):
+    """A bad energy setting; `key` names the EnergySettings field."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"energy {key}: {message}")
+        self.key, self.detail = key, message
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    """Every choice an energy figure depends on; recorded beside every number it produces.
+
+    model: a registered energy model. counting: "event" (one event per non-zero spike count z,
+    as the lab's count_nonzero) or "value" (a spike of value k is k events). multilevel_op: how
+    one event of a multi-level (N > 1) spike is priced: "mac" (weight x integer) or "ac".
+    mem_bits / op_bits: memory element and arithmetic widths. sram: an SRAM law of
+    bench.energy.costs. fifo: entries of each layer's spike FIFO (input reads, spike writes).
+    static_input_once: a static image repeated over T costs its first layer once.
+    Conventions where the lab and spikingjelly's profiler differ (lab defaults):
+    fanout: "lab" (synaptic ops = events x C_out x prod(ceil(k/s)); weight reads and potential
+    accesses = events x C_out x prod(k)) or "exact" (all three = the exact receptive-field count);
+    bias_adds: "always" (one add per output per timestep, the lab) or "if_bias" (spikingjelly);
+    param_buffer: "split" (weights and bias in buffers of their own, the lab) or "shared";
+    dense_fc_addressing: "product" (N_in x N_out adds, the lab) or "sum" (N_in + N_out).
+    preset: arithmetic of the `simple` model only (horowitz45 | snn_convention).
+    """
+
+    model: str = "lemaire"
+    counting: str = "event"
+    multilevel_op: str = "mac"
+    mem_bits: int = 32
+    op_bits: int = 32
+    sram: str = "qualia"
+    fifo: int = 1000
+    static_input_once: bool = True
+    fanout: str = "lab"
+    bias_adds: str = "always"
+    param_buffer: str = "split"
+    dense_fc_addressing: str = "product"
+    preset: str = "horowitz45"
+
+    def __post_init__(self) -> None:
+        for key, allowed in choices().items():
+            value = getattr(self, key)
+            if value not in allowed:
+                names = ", ".join(str(a) for a in allowed)
+                raise EnergySettingError(key, f"{value!r} is unknown; allowed: {names}")
+        if isinstance(self.fifo, bool) or not isinstance(self.fifo, int) or self.fifo < 1:
+            raise EnergySettingError("fifo", f"{self.fifo!r} must be an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EnergyReport:
+    """Energy per image: total, the eight terms, and per-layer counts (operations, accesses)."""
+
+    settings: EnergySettings
+    images: int
+    total_uj: float
+    breakdown_uj: dict[str, float]
+    counts: dict[str, dict[str, float]]  # layer -> count name -> per image
+    layer_uj: dict[str, float] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, float]:
+        """Each count summed over layers (per image)."""
+        out: dict[str, float] = defaultdict(float)
+        for counts in self.counts.values():
+            for key, value in counts.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[key] += value
+        return dict(out)
+
+    def to_record(self) -> dict[str, Any]:
+        """The run record's `energy` field (README, "The run record")."""
+        return {**self.settings.to_dict(), "images": self.images,
+                "total_uj_per_image": self.total_uj,
+                "breakdown_uj_per_image": dict(self.breakdown_uj),
+                "ops_per_image": self.totals(),
+                "per_layer": [{"layer": name, **counts, "uj": self.layer_uj.get(name, 0.0)}
+                              for name, counts in self.counts.items()]}
+
+
+MODELS: dict[str, Callable[[Counts, EnergySettings], EnergyReport]] = {}
+
+
+def register(name: str):
+    """Register an energy model function under `name` (the registry is the only list)."""
+    def wrap(fn: Callable[[Counts, EnergySettings], EnergyReport]):
+        MODELS[name] = fn
+        return fn
+    return wrap
+
+
+def choices() -> dict[str, tuple]:
+    from bench.energy.simple import PRESETS  # late: simple registers itself on import
+
+    return {"model": tuple(MODELS), "counting": ("event", "value"),
+            "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
+            "sram": tuple(SRAM_LAWS), "static_input_once": (True, False),
+            "fanout": ("lab", "exact"), "bias_adds": ("always", "if_bias"),
+            "param_buffer": ("split", "shared"), "dense_fc_addressing": ("product", "sum"),
+            "preset": tuple(PRESETS)}
+
+
+def price(counts: Counts, settings: EnergySettings) -> EnergyReport:
+    return MODELS[settings.model](counts, settings)
+
+
+# ---------------------------------------------------------------------------- lemaire
+
+
+class _Ledger:
+    """Operations and SRAM accesses of one layer, priced as they are added."""
+
+    def __init__(self, s: EnergySettings) -> None:
+        self.s, self.ops = s, ARITHMETIC[s.op_bits]
+        self.pj = dict.fromkeys(TERMS, 0.0)
+        self.counts: dict[str, float] = defaultdict(float)
+
+    def adds(self, n: float, term: str = "ac") -> None:
+        self.counts["adds" if term == "ac" else "addressing_adds"] += n
+        self.pj[term] += n * self.ops.add
+
+    def macs(self, n: float, term: str = "mac") -> None:
+        self.counts["macs" if term == "mac" else "addressing_macs"] += n
+        self.pj[term] += n * self.ops.mac
+
+    def access(self, buffer: str, n: float, capacity: float) -> None:
+        self.counts[f"{buffer}_accesses"] += n
+        self.pj[buffer] += n * sram_pj(self.s.sram, capacity, self.s.mem_bits)
+
+
+def _spike_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Counts) -> None:
+    s = led.s
+    by_value = s.counting == "value" or counts.levels == 1  # the lab counts SEW sums by value
+    events = c["events_value"] if by_value else c["events_nonzero"]
+    exact = c["exact_value"] if by_value else c["exact_nonzero"]
+    if s.fanout == "lab":
+        synops = events * l.fanout_channels * l.kernel_ceil
+        memory = events * l.fanout_channels * l.kernel
+    else:
+        synops = memory = exact
+    led.counts.update(events=events, spike_values=c["events_value"], synaptic_ops=synops,
+                      synaptic_ops_exact=exact)
+    if counts.levels > 1 and s.multilevel_op == "mac":
+        led.macs(synops)
+    else:
+        led.adds(synops)
+    outputs = c["spike_outputs"]
+    if s.bias_adds == "always" or l.bias:
+        led.adds(outputs)
+    if l.kind == "conv":  # locate the first output of each event, then walk the kernel
+        led.macs(2 * events, "addressing")
+        led.adds(events * l.fanout_channels * l.kernel, "addressing")
+    else:
+        led.adds(events * l.fanout_channels, "addressing")
+    led.access("weights", memory, _weight_capacity(l, s))
+    if l.bias:
+        led.access("bias", outputs, _bias_capacity(l, s))
+    led.access("potentials", 2 * memory, l.out_per_step)
+    led.access("inputs", events, s.fifo)
+
+
+def _analog_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Counts) -> None:
+    s = led.s
+    outputs, inputs = c["analog_outputs"], c["analog_inputs"]
+    steps = outputs / l.out_per_step if l.out_per_step else 0.0  # (image, timestep) pairs
+    if not s.static_input_once and 0 < steps < counts.timesteps:
+        scale = counts.timesteps / steps  # the model computed a static image's layer once
+        outputs, inputs, steps = outputs * scale, inputs * scale, steps * scale
+    macs = outputs * l.fan_in
+    led.counts.update(dense_macs=macs)
+    led.macs(macs)
+    if s.bias_adds == "always" or l.bias:
+        led.adds(outputs)
+    if l.kind == "conv":
+        led.adds(steps * (l.in_per_step + l.out_per_step + l.out_channels * l.kernel),
+                 "addressing")
+    elif s.dense_fc_addressing == "product":
+        led.adds(steps * l.fan_in * l.out_channels, "addressing")
+    else:
+        led.adds(steps * (l.in_per_step + l.out_per_step), "addressing")
+    led.access("weights", macs, _weight_capacity(l, s))
+    if l.bias:
+        led.access("bias", outputs, _bias_capacity(l, s))
+    led.access("inputs", macs if l.kind == "conv" else inputs, l.in_per_step)
+    if not counts.spiking:  # an ANN writes every activation; an SNN's neurons write spikes
+        led.access("outputs", outputs, l.out_per_step)
+
+
+def _weight_capacity(l: LayerShape, s: EnergySettings) -> int:
+    return l.weights if s.param_buffer == "split" else l.weights + l.bias
+
+
+def _bias_capacity(l: LayerShape, s: EnergySettings) -> int:
+    return l.bias if s.param_buffer == "split" else l.weights + l.bias
+
+
+def _neuron_part(led: _Ledger, n: NeuronShape, c: dict[str, float]) -> None:
+    spikes = c["spikes_value"] if led.s.counting == "value" else c["spikes_nonzero"]
+    led.counts.update(updates=c["updates"], output_events=spikes,
+                      output_spike_values=c["spikes_value"])
+    led.adds(spikes)  # one reset per emitted spike event
+    if n.leaky:
+        led.macs(c["updates"])
+    led.access("potentials", 2 * c["updates"], n.per_step)
+    led.access("outputs", spikes, led.s.fifo)
+
+
+def _report(counts: Counts, settings: EnergySettings,
+            ledgers: dict[str, _Ledger]) -> EnergyReport:
+    breakdown = {t: sum(led.pj[t] for led in ledgers.values()) / PJ_PER_UJ for t in TERMS}
+    return EnergyReport(settings, counts.images, sum(breakdown.values()), breakdown,
+                        {name: dict(led.counts) for name, led in ledgers.items()},
+                        {name: sum(led.pj.values()) / PJ_PER_UJ for name, led in ledgers.items()})
+
+
+@register("lemaire")
+def lemaire(counts: Counts, settings: EnergySettings) -> EnergyReport:
+    ledgers: dict[str, _Ledger] = {}
+    for shape, c in counts.layers:
+        led = ledgers[shape.name] = _Ledger(settings)
+        led.counts["input"] = "analog" if c["analog_outputs"] else "spike"
+        if c["spike_outputs"]:
+            _spike_part(led, shape, c, counts)
+        if c["analog_outputs"]:
+            _analog_part(led, shape, c, counts)
+    for shape, c in counts.neurons:
+        led = ledgers[shape.name] = _Ledger(settings)
+        led.counts["input"] = "neuron"
+        _neuron_part(led, shape, c)
+    return _report(counts, settings, ledgers)
