@@ -17,12 +17,14 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import plots
+from bench.report.header import header_lines
 from bench.report.index import Page
 from bench.report.load import (Records, group_keys, load_records, parse_baseline,
                                sweep_baseline)
 from bench.report.tables import (add_labels, aggregate, baseline_mask, change_sentences,
                                  coerce_baseline, energy_table, metric_columns, relative_change,
                                  summary_table, sums_table)
+from bench.report.plots import one_energy_setting
 
 __all__ = ["main_report", "build_report", "prepare", "Prepared"]
 
@@ -77,6 +79,7 @@ def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
     base_page = Page("")
     changed = None if done.empty else _baseline(records, agg, done, keys, baseline, base_page)
     page = Page(f"bench report: {' + '.join(records.studies)}")
+    page.bullets(header_lines(records, done, keys))
     out.mkdir(parents=True, exist_ok=True)
     files = _write_runs(records, keys, out, page)
     if done.empty:
@@ -204,6 +207,7 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
     n_sum = records.layers[records.layers["uid"].isin(done["uid"])]["uid"].nunique()
     n_grad = records.grads[records.grads["uid"].isin(done["uid"])]["uid"].nunique()
     facets = [k for k in keys if k not in ("T", "N")]
+    energy_rows, energy_note = one_energy_setting(agg)
     specs = [
         ("avalanche", lambda: plots.avalanche_figure(done, records.layers, order),
          f"Spikes per test image at each residual sum along depth, one series per group, mean ± "
@@ -219,16 +223,27 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
          f"Accuracy and energy per image over the T x N grid"
          f"{' per ' + ', '.join(facets) if facets else ''}, mean over seeds, from {len(done)} "
          f"completed runs."),
-        ("energy", lambda: plots.energy_figure(agg),
-         f"Energy per test image, arithmetic and memory parts stacked, ANN vs binary SNN (N=1) "
-         f"vs multi-level SNN, mean over seeds, {len(agg)} groups from {len(done)} completed "
-         f"runs."),
+        ("energy", lambda: plots.energy_figure(energy_rows),
+         f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
+         f"total; {_categories(energy_rows)}; mean over seeds, {len(energy_rows)} groups. "
+         f"{energy_note}"),
     ]
     return render_figures(specs, out, page)
 
 
+def _categories(agg: pd.DataFrame) -> str:
+    """'2 ANN, 1 binary SNN and 3 multi-level SNN groups' of the rows shown."""
+    cats = [plots.energy_category(a, n) for a, n in zip(agg["arch"], agg["N"].astype(float))]
+    parts = [f"{cats.count(c)} {c}" for c in plots.CATEGORIES if c in cats]
+    if not parts:
+        return "no group"
+    text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return text + " group" + ("s" if len(cats) != 1 else "")
+
+
 def render_figures(specs, out: Path, page: Page) -> list[Path]:
-    """Build, save and list each figure; a SkipPlot becomes a sentence saying why."""
+    """Build, save and list each figure (a screen PNG, and PDFs one page and one column wide
+    for a paper); a SkipPlot becomes a sentence saying why."""
     files: list[Path] = []
     for name, build, sentence in specs:
         try:
@@ -236,7 +251,11 @@ def render_figures(specs, out: Path, page: Page) -> list[Path]:
         except plots.SkipPlot as skip:
             page.text(f"The {name} plot is skipped: {skip}.")
             continue
-        written = plots.save_figure(fig, out / "figures" / name)
+        stem = out / "figures" / name
+        written = plots.save_figure(fig, stem)
+        for size in ("page", "column"):
+            with plots.paper_size(size):
+                written.append(plots.save_paper_figure(build(), stem, size))
         page.figure(name, written, sentence, out)
         files += written
     return files
