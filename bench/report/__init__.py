@@ -225,20 +225,10 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
          f"completed runs."),
         ("energy", lambda: plots.energy_figure(energy_rows),
          f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
-         f"total; {_categories(energy_rows)}; mean over seeds, {len(energy_rows)} groups. "
+         f"total; {plots.categories_text(energy_rows)}; mean over seeds, {len(energy_rows)} groups. "
          f"{energy_note}"),
     ]
     return render_figures(specs, out, page)
-
-
-def _categories(agg: pd.DataFrame) -> str:
-    """'2 ANN, 1 binary SNN and 3 multi-level SNN groups' of the rows shown."""
-    cats = [plots.energy_category(a, n) for a, n in zip(agg["arch"], agg["N"].astype(float))]
-    parts = [f"{cats.count(c)} {c}" for c in plots.CATEGORIES if c in cats]
-    if not parts:
-        return "no group"
-    text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-    return text + " group" + ("s" if len(cats) != 1 else "")
 
 
 def render_figures(specs, out: Path, page: Page) -> list[Path]:

@@ -362,6 +362,16 @@ def energy_category(arch: str, N: float) -> str:
     return "binary SNN" if N == 1 else "multi-level SNN"
 
 
+def categories_text(agg: pd.DataFrame) -> str:
+    """'2 ANN, 1 binary SNN and 3 multi-level SNN groups': what an energy figure shows."""
+    cats = [energy_category(a, n) for a, n in zip(agg["arch"], agg["N"].astype(float))]
+    parts = [f"{cats.count(c)} {c}" for c in CATEGORIES if c in cats]
+    if not parts:
+        return "no group"
+    text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return text + " group" + ("s" if len(cats) != 1 else "")
+
+
 def one_energy_setting(agg: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The groups of the most common energy settings, and a sentence naming those settings and
     any groups left out because their settings differ (their energies are not comparable)."""
