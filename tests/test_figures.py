@@ -85,7 +85,7 @@ def test_direction_that_fails_says_no(tmp_path):
                  test_acc=0.90)
     write_record(study, "sparse", arch="sparse_resnet18", spikes={"sum0": 10, "sum1": 300},
                  test_acc=0.80)
-    build_figures(tmp_path / "results", tmp_path / "paper")
+    build_figures(tmp_path / "results", tmp_path / "paper", paper=False)
     claims = pd.read_csv(tmp_path / "paper" / "claims.csv")
     assert claim(claims, "spikes at sum1, Sparse")["holds"] == "fails"
     acc = claim(claims, "accuracy difference, Sparse-ResNet18 vs SEW-ResNet18 (pp)")
@@ -113,7 +113,7 @@ def test_levels_gradient_dvs_claims(tmp_path):
     dvs = results / "dvs"
     for T, N, a in ((1, 1, 0.50), (1, 4, 0.70), (10, 1, 0.72)):
         write_record(dvs, f"T{T}N{N}", arch="vgg16", T=T, N=N, test_acc=a, dataset="digits")
-    files = build_figures(results, tmp_path / "paper")
+    files = build_figures(results, tmp_path / "paper", paper=False)
     claims = pd.read_csv(tmp_path / "paper" / "claims.csv")
     gap = claim(claims, "accuracy gap (pp)")
     assert gap["ours"] == pytest.approx(-0.02) and gap["holds"] == "inconclusive"  # 1 seed
@@ -160,7 +160,7 @@ def test_a_difference_only_where_quantity_and_dataset_match(tmp_path):
     for arch, s1 in (("sew_resnet18", 60000), ("sparse_resnet18", 30000)):
         write_record(study, arch, arch=arch, dataset="cifar10", epochs=200,
                      spikes={"sum0": 10, "sum1": s1})
-    build_figures(tmp_path / "results", tmp_path / "paper")
+    build_figures(tmp_path / "results", tmp_path / "paper", paper=False)
     claims = pd.read_csv(tmp_path / "paper" / "claims.csv")
     sew = claim(claims, "spikes at sum1, SEW")
     assert sew["ours_minus_paper"] == pytest.approx(60000 - 67848)
@@ -231,7 +231,7 @@ def test_energy_claims_name_their_settings_and_use_the_ann_study(tmp_path):
 def test_energy_rows_with_different_settings_are_not_judged(tmp_path):
     results = tmp_path / "results"
     levels_and_energy(results, ann_settings={"counting": "value"}, archs=("vgg16",))
-    build_figures(results, tmp_path / "paper")
+    build_figures(results, tmp_path / "paper", paper=False)
     claims = pd.read_csv(tmp_path / "paper" / "claims.csv", keep_default_na=False)
     ann = claim(claims, "energy ANN VGG16 / VGG16 [T=1, N=4] (x)")
     assert ann["holds"] == "n/a"
@@ -249,7 +249,7 @@ def test_levels_without_ann_runs_point_to_the_energy_sweep(tmp_path):
     results = tmp_path / "results"
     levels_and_energy(results, archs=("vgg16",))
     shutil.rmtree(results / "energy")
-    build_figures(results, tmp_path / "paper")
+    build_figures(results, tmp_path / "paper", paper=False)
     index = (tmp_path / "paper" / "index.md").read_text()
     assert "bench sweep sweeps/energy.yaml" in index
     assert "No ANN run in any study" in index

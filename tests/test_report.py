@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import matplotlib.text
+from matplotlib.transforms import Bbox
 import numpy as np
 import pandas as pd
 import pytest
@@ -316,11 +317,11 @@ def test_gradient_and_levels_and_energy_figures(tmp_path):
                if im.get_gid().startswith("heatmap:test_acc"))
     np.testing.assert_allclose(acc.get_array(), [[60, 70], [70, 90]])  # rows T, columns N
     fig = plots.energy_figure(prep.agg)
-    heights = [p.get_height() for p in fig.axes[0].patches
+    lengths = [p.get_width() for p in fig.axes[0].patches
                if (p.get_gid() or "").startswith("total:")]
     # ANN first (50 uJ), then the binary SNNs (N=1: T=1 10, T=2 20), then multi-level
-    np.testing.assert_allclose(heights, [50, 10, 20, 5, 10])
-    shares = [p.get_height() for p in fig.axes[1].patches if p.get_gid() == "share:arithmetic"]
+    np.testing.assert_allclose(lengths, [50, 10, 20, 5, 10])
+    shares = [p.get_width() for p in fig.axes[1].patches if p.get_gid() == "share:arithmetic"]
     np.testing.assert_allclose(shares, [40.0] * 5)  # arith is 40 % of every total
     assert fig.texts[0].get_text() == "Energy per test image: ANN vs binary SNN vs multi-level SNN"
 
@@ -330,7 +331,7 @@ def test_one_run_and_ann_without_spikes(tmp_path):
     write_record(study, "only", arch="ann_resnet18", spikes={}, test_acc=0.8,
                  energy=energy_parts(20.0))
     out = tmp_path / "report"
-    files = build_report([study], out)
+    files = build_report([study], out, paper=False)
     assert all(f.is_file() for f in files)
     row = pd.read_csv(out / "tables" / "summary.csv").iloc[0]
     assert row["runs"] == 1 and row["test_acc_pct_mean"] == pytest.approx(80.0)
@@ -357,7 +358,7 @@ def test_several_studies_default_out(avalanche, tmp_path, monkeypatch):
     other = tmp_path / "depth"
     write_record(other, "r0", arch="sew_resnet34", test_acc=0.5, spikes={"sum0": 9.0})
     monkeypatch.chdir(tmp_path)
-    files = build_report([avalanche["study"], other])
+    files = build_report([avalanche["study"], other], paper=False)
     assert Path("reports/avalanche+depth/index.md") in files
     df = pd.read_csv("reports/avalanche+depth/tables/summary.csv")
     assert list(df["arch"]) == ["sew_resnet18", "sew_resnet34", "sparse_resnet18"]
@@ -398,7 +399,7 @@ def test_three_hundred_runs_in_seconds(tmp_path):
                      seed=i // 10, test_acc=0.9, spikes=avalanche_spikes(arch, i % 3),
                      energy=energy_parts(10.0), grads={"stem": [1.0] * 5, "block0": [0.5] * 5})
     start = time.perf_counter()
-    files = build_report([study], tmp_path / "out")
+    files = build_report([study], tmp_path / "out", paper=False)
     seconds = time.perf_counter() - start
     print(f"report of 300 runs: {seconds:.2f} s")
     assert seconds < 30
@@ -464,7 +465,7 @@ def test_new_energy_schema_and_settings_under_the_energy_table(tmp_path):
     assert np.isnan(row["energy_arithmetic_uj"])  # the current model has no such term
     assert row["energy_settings"] == NEW_SETTINGS
     out = tmp_path / "report"
-    build_report([study], out)
+    build_report([study], out, paper=False)
     energy = pd.read_csv(out / "tables" / "energy.csv").set_index("arch")
     assert energy.loc["sew_resnet18", "energy_potentials_uj_mean"] == pytest.approx(55.0)
     assert energy.loc["sparse_resnet18", "energy_inputs_uj_mean"] == pytest.approx(2.2)
@@ -488,7 +489,7 @@ def test_old_energy_schema_is_named_and_never_mixed_with_the_new(tmp_path):
     prep = prepare(records)
     assert len(prep.agg) == 2  # the two settings are two rows, not one mean
     out = tmp_path / "report"
-    build_report([study], out)
+    build_report([study], out, paper=False)
     md = (out / "tables" / "energy.md").read_text()
     assert "Energy settings differ between rows, which are therefore not comparable" in md
     assert re.search(rf"\[[AB]\] {re.escape(OLD_SETTINGS)} \(SEW-ResNet18, energy: simple "
@@ -517,19 +518,20 @@ def test_energy_figure_title_is_true_and_legend_covers_no_bar(tmp_path):
     fig = plots.energy_figure(prep.agg)
     assert fig.texts[0].get_text() == "Energy per test image: ANN vs binary SNN vs multi-level SNN"
     total_ax, share_ax = fig.axes[:2]
-    assert total_ax.get_yscale() == "log"  # 20,000 vs 200 uJ: one bar would flatten the others
-    totals = [p.get_height() for p in total_ax.patches if (p.get_gid() or "").startswith("total:")]
+    assert total_ax.get_xscale() == "log"  # 20,000 vs 200 uJ: one bar would flatten the others
+    totals = [p.get_width() for p in total_ax.patches if (p.get_gid() or "").startswith("total:")]
     np.testing.assert_allclose(totals, [20000, 200, 800, 300, 400])  # ANN, binary, multi-level
     by_term = {}
     for p in share_ax.patches:
-        by_term.setdefault(p.get_gid(), []).append(p.get_height())
+        by_term.setdefault(p.get_gid(), []).append(p.get_width())
     np.testing.assert_allclose(by_term["share:potentials"], [50.0] * 5)
     np.testing.assert_allclose(np.sum(list(by_term.values()), axis=0), [100.0] * 5)
     fig.draw_without_rendering()
     legend = fig.legends[0].get_window_extent()
     for ax in (total_ax, share_ax):
-        for patch in ax.patches:
-            assert not legend.overlaps(patch.get_window_extent()), patch.get_gid()
+        for patch in ax.patches:  # what is drawn: the bar clipped to its axes
+            drawn = Bbox.intersection(patch.get_window_extent(), ax.get_window_extent())
+            assert drawn is None or not legend.overlaps(drawn), patch.get_gid()
     no_ann = prepare(load_records([energy_study(tmp_path / "b", with_ann=False)]))
     fig = plots.energy_figure(no_ann.agg)
     assert fig.texts[0].get_text() == "Energy per test image: binary SNN vs multi-level SNN"

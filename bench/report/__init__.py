@@ -3,7 +3,8 @@
     build_report(["results/avalanche"], "reports/avalanche") -> [every file written]
 
 Reads only the saved run records (README "The run record"); uses completed runs, counts the
-others. Output: tables/*.{md,csv,tex}, figures/*.{png,pdf}, index.md, index.html.
+others. Output: tables/*.{md,csv,tex}, figures/<name>.png (screen), <name>.pdf (7.16 in) and
+<name>-1col.pdf (3.5 in), index.md, index.html (a header first: see bench.report.header).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from bench.report.index import Page
 from bench.report.load import (Records, group_keys, load_records, parse_baseline,
                                sweep_baseline)
 from bench.report.tables import (add_labels, aggregate, baseline_mask, change_sentences,
-                                 coerce_baseline, energy_table, metric_columns, relative_change,
+                                 coerce_baseline, energy_settings_note, energy_table,
+                                 metric_columns, relative_change,
                                  summary_table, sums_table)
 from bench.report.plots import one_energy_setting
 
@@ -67,8 +69,9 @@ def default_out(studies: list[str]) -> Path:
 
 
 def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
-                 baseline: str | None = None) -> list[Path]:
-    """Write the report of the studies' run records into `out`; return every file written."""
+                 baseline: str | None = None, paper: bool = True) -> list[Path]:
+    """Write the report of the studies' run records into `out`; return every file written.
+    `paper=False` leaves out the paper-size PDFs (screen PNGs only: a quicker look)."""
     records = load_records(results_dirs)
     out = Path(out) if out is not None else default_out(records.studies)
     prep = prepare(records)
@@ -87,7 +90,7 @@ def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
         return files + page.write(out)
     page.blocks += base_page.blocks
     files += _tables(records, agg, done, keys, changed, out, page)
-    files += _figures(records, agg, done, keys, out, page)
+    files += _figures(records, agg, done, keys, out, page, paper)
     return files + page.write(out)
 
 
@@ -165,7 +168,9 @@ def _tables(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[
             changed: pd.DataFrame | None, out: Path, page: Page) -> list[Path]:
     page.heading("Tables")
     files: list[Path] = []
-    tables = [summary_table(agg, keys, len(done), changed), sums_table(records.layers, done, keys),
+    summary = summary_table(agg, keys, len(done), changed)
+    summary.note = energy_settings_note(agg)[0]  # it has an energy column
+    tables = [summary, sums_table(records.layers, done, keys),
               energy_table(agg, keys, len(done))]
     for table in tables:
         if table is not None:
@@ -199,7 +204,7 @@ def _probe_table(records: Records, done: pd.DataFrame, keys: list[str]) -> pd.Da
 
 
 def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
-             out: Path, page: Page) -> list[Path]:
+             out: Path, page: Page, paper: bool = True) -> list[Path]:
     page.heading("Figures")
     order = list(agg["label"])
     grad_agg = add_labels(agg.drop(columns="label"), keys, with_estimator=True)
@@ -222,16 +227,16 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
         ("levels", lambda: plots.levels_figure(agg, facets),
          f"Accuracy and energy per image over the T x N grid"
          f"{' per ' + ', '.join(facets) if facets else ''}, mean over seeds, from {len(done)} "
-         f"completed runs."),
+         f"completed runs. {energy_settings_note(agg)[0]}"),
         ("energy", lambda: plots.energy_figure(energy_rows),
          f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
          f"total; {plots.categories_text(energy_rows)}; mean over seeds, {len(energy_rows)} groups. "
          f"{energy_note}"),
     ]
-    return render_figures(specs, out, page)
+    return render_figures(specs, out, page, paper)
 
 
-def render_figures(specs, out: Path, page: Page) -> list[Path]:
+def render_figures(specs, out: Path, page: Page, paper: bool = True) -> list[Path]:
     """Build, save and list each figure (a screen PNG, and PDFs one page and one column wide
     for a paper); a SkipPlot becomes a sentence saying why."""
     files: list[Path] = []
@@ -243,7 +248,7 @@ def render_figures(specs, out: Path, page: Page) -> list[Path]:
             continue
         stem = out / "figures" / name
         written = plots.save_figure(fig, stem)
-        for size in ("page", "column"):
+        for size in ("page", "column") if paper else ():
             with plots.paper_size(size):
                 written.append(plots.save_paper_figure(build(), stem, size))
         page.figure(name, written, sentence, out)

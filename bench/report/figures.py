@@ -23,10 +23,12 @@ import scipy.stats  # a scikit-learn dependency
 
 from bench.errors import BenchError
 from bench.report import Prepared, plots, prepare, render_figures
+from bench.report.header import build_time
 from bench.report.index import Page
 from bench.report.load import load_records, run_dirs
 from bench.report.paper import ACC_TOLERANCE_PP, PAPER, REPORTED, SOURCE_UNVERIFIED, Reported
-from bench.report.tables import Table, add_labels, display_arch, fmt_number
+from bench.report.tables import (Table, add_labels, display_arch, energy_settings_note,
+                                 fmt_number)
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
 
@@ -271,7 +273,8 @@ def _levels(ctx: Context) -> list:
     facet_keys = [k for k in keys if k not in ("T", "N")]
     return [("levels", lambda: plots.levels_figure(agg, facet_keys),
              f"Accuracy and energy per image over T x N, mean over seeds, from "
-             f"{len(prep.done)} completed runs of the levels study.")]
+             f"{len(prep.done)} completed runs of the levels study. "
+             f"{energy_settings_note(agg)[0]}")]
 
 
 def _levels_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
@@ -467,7 +470,8 @@ def _activity(ctx: Context) -> list:
     return [("activity", lambda: plots.bars_figure(prep.agg, panels,
                                                    "Activity, energy and accuracy: SEW vs Sparse"),
              f"Spikes, energy and accuracy of SEW vs Sparse-ResNet18 per N and dataset (mean ± "
-             f"std over seeds), {len(prep.done)} completed runs.")]
+             f"std over seeds), {len(prep.done)} completed runs. "
+             f"{energy_settings_note(prep.agg)[0]}")]
 
 
 def _gradient(ctx: Context) -> list:
@@ -613,8 +617,10 @@ def load_studies(results: Path) -> tuple[dict[str, Prepared], dict[str, str]]:
     return found, why
 
 
-def build_figures(results: str | Path = "results", out: str | Path = "reports/paper") -> list[Path]:
-    """Regenerate every paper figure the present studies allow; list the others."""
+def build_figures(results: str | Path = "results", out: str | Path = "reports/paper",
+                  paper: bool = True) -> list[Path]:
+    """Regenerate every paper figure the present studies allow; list the others.
+    `paper=False` leaves out the paper-size PDFs (screen PNGs only)."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise BenchError(f"results folder not found: {results}")
@@ -632,7 +638,7 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
             continue
         page.heading(fig.title)
         before = len(ctx.claims)
-        files += render_figures(fig.build(ctx), out, page)
+        files += render_figures(fig.build(ctx), out, page, paper)
         if len(ctx.claims) > before:
             part = claims_table(ctx.claims[before:], f"claims_{fig.name}")
             page.table(part, [], out)
@@ -650,14 +656,30 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
 
 def _intro(page: Page, studies: dict[str, Prepared], results: Path) -> None:
     page.text(f"Claims of {PAPER} (spec: shared/paper.md) set beside our runs under {results}. "
-              "Our numbers come from the dataset named in each row, which need not be the "
-              "paper's (digits runs are 8x8 scikit-learn digits, not CIFAR): differences to the "
-              "paper's numbers show scale as much as error; the direction verdicts are what "
+              "Our numbers come from the data set named in each row, which need not be the "
+              "paper's (digits runs are 8x8 scikit-learn digits, not CIFAR, and often a few "
+              "epochs): a difference to the paper's number is shown only where the quantity "
+              "and the data set are the same; elsewhere the direction verdicts are what "
               "transfers. Third-party VGG16 numbers are unverified leads.")
-    found = [f"{name}: {len(p.done)} completed of {len(p.records.runs)} run records "
-             f"(datasets: {', '.join(sorted(map(str, p.done['dataset'].unique())))})"
-             for name, p in studies.items()]
-    page.bullets(found or ["no study with completed runs"])
+    page.bullets([f"{name}: {_study_line(p)}" for name, p in studies.items()]
+                 or ["no study with completed runs"])
+    page.text(f"Report built {build_time()}.")
+
+
+def _study_line(prep: Prepared) -> str:
+    """'6 completed of 8 run records; data set digits; epochs 2; commit 3f9dcc2aa0b1; ...'."""
+    done = prep.done
+    datasets = ", ".join(sorted(map(str, done["dataset"].unique())))
+    epochs = (", ".join(sorted({_plain(e) for e in done["epochs"].dropna()}))
+              if "epochs" in done.columns else "n/a") or "n/a"
+    commits = sorted({str(c)[:12] for c in done.get("git_commit", pd.Series(dtype=object))
+                      .dropna()}) or ["not recorded"]
+    text = (f"{len(done)} completed of {len(prep.records.runs)} run records; data set "
+            f"{datasets}; epochs {epochs}; bench commit {', '.join(commits)}")
+    running = prep.records.runs[prep.records.runs["status"].isin(["running", "no summary"])]
+    if len(running):
+        text += f"; still running (not used): {', '.join(sorted(running['uid']))}"
+    return text
 
 
 def _missing(page: Page, missing: list, why: dict[str, str], studies: dict) -> None:

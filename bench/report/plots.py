@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.text
 import numpy as np
 import pandas as pd
@@ -79,15 +80,17 @@ def paper_size(size: str) -> Iterator[None]:
 
 
 def panel_figure(n: int, screen: tuple[float, float], screen_cols: int | None = None,
-           row_height: float = 2.3, **kw) -> tuple[Figure, list]:
+                 row_height: float = 2.3, paper_cols: int | None = None,
+                 **kw) -> tuple[Figure, list]:
     """A figure of n panels: at the screen size `screen_cols` per row (default all), at a
-    paper size at most 3 (page) or 1 (column) per row, rows `row_height` inches high."""
+    paper size at most 3 (page) or 1 (column) per row unless `paper_cols` says otherwise,
+    rows `row_height` inches high."""
     size = _SIZE.get()
     cols = screen_cols or n
     if size == "screen":
         fig = Figure(figsize=screen, layout="constrained")
     else:
-        cols = min(cols, 3 if size == "page" else 1)
+        cols = min(cols, paper_cols or (3 if size == "page" else 1))
         rows = math.ceil(n / cols)
         fig = Figure(figsize=(PAPER_WIDTHS[size], rows * row_height + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False, **kw)).ravel()
@@ -391,10 +394,11 @@ def one_energy_setting(agg: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 @styled
 def energy_figure(agg: pd.DataFrame) -> Figure:
-    """(a) total energy per test image of each group (mean ± std over seeds; a log axis when
-    the totals span more than WIDE_RANGE), ANN first, then binary SNNs (N=1), then multi-level
-    SNNs; (b) each group's energy split into its model's terms, as shares of its total, so a
-    dominant term hides no other. The legend sits below the panels, never over a bar."""
+    """One horizontal bar per group (ANN first, then binary SNNs (N=1), then multi-level SNNs):
+    (a) total energy per test image (mean ± std over seeds; a log axis when the totals span more
+    than WIDE_RANGE); (b) the group's energy split into its model's terms, as shares of its
+    total, so a dominant term hides no other. The legend sits below the panels, never over a
+    bar; labels on the y axis stay readable at a column's width."""
     d = agg[agg["energy_uj_per_image_mean"].notna()].copy()
     if d.empty:
         raise SkipPlot("no energy estimate (summary.json `energy_uj_per_image`) in the "
@@ -402,53 +406,68 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
     d["category"] = [energy_category(a, n) for a, n in zip(d["arch"], d["N"].astype(float))]
     d["rank"] = d["category"].map(CATEGORIES.index)
     d = d.sort_values("rank", kind="stable")
-    fig, (ax, ax_share) = panel_figure(2, (max(9.0, 1.4 * len(d) + 4), 4.8), row_height=2.4)
-    x = np.arange(len(d))
+    size = _SIZE.get()
+    fig, (ax, ax_share) = panel_figure(
+        2, (11.0, 1.8 + 0.4 * len(d)), row_height=1.1 + 0.17 * len(d), paper_cols=2,
+        sharey=True)
+    y = np.arange(len(d))
     totals = d["energy_uj_per_image_mean"].to_numpy(float)
     std = d["energy_uj_per_image_std"].fillna(0).to_numpy(float)
-    bars = ax.bar(x, totals, yerr=std, capsize=3, width=0.7,
-                  color=[CATEGORY_COLORS[c] for c in d["category"]])
+    bars = ax.barh(y, totals, xerr=std, capsize=2, height=0.7,
+                   color=[CATEGORY_COLORS[c] for c in d["category"]])
     for patch, lab in zip(bars, d["label"]):
         patch.set_gid(f"total:{lab}")
-    for xi, total, err in zip(x, totals, std):
-        ax.annotate(fmt_number(total), (xi, total + err), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
-    maybe_log(ax, totals)
-    ax.margins(y=0.15)
-    ax.set_ylabel("energy per test image (µJ)")
-    ax.set_title("(a) total" + (" (log axis)" if ax.get_yscale() == "log" else ""))
-    _energy_shares(ax_share, d, x)
-    ticks = [f"{lab}\n{cat}" for lab, cat in zip(d["label"], d["category"])]
-    for a in (ax, ax_share):
-        a.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
-    handles, names = ax_share.get_legend_handles_labels()
-    fig.legend(handles[::-1], names[::-1], loc="outside lower center", ncol=min(len(names), 5),
-               fontsize=8, title="energy terms (b)")
+    for yi, total, err in zip(y, totals, std):
+        ax.annotate(fmt_number(total), (total + err, yi), xytext=(2, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize=8)
+    if _wide(totals):
+        ax.set_xscale("log")
+    ax.margins(x=0.3)
+    ax.set_xlabel("µJ per test image" + (" (log)" if ax.get_xscale() == "log" else ""))
+    ax.set_title("(a) total")
+    ax.set_yticks(y, list(d["label"]))
+    ax.invert_yaxis()
+    terms = _energy_shares(ax_share, d, y)
     shown = [c for c in CATEGORIES if c in set(d["category"])]
+    handles = [matplotlib.patches.Patch(color=CATEGORY_COLORS[c], label=f"(a) {c}")
+               for c in shown]
+    handles += [matplotlib.patches.Patch(color=TERM_COLORS[t],
+                                         label=f"(b) {ENERGY_TITLES.get(t, t)}") for t in terms]
+    ncol = {"column": 2, "page": 4}.get(size, 6)
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8,
+               ncol=min(len(handles), ncol))
     title(fig, "Energy per test image: " + " vs ".join(shown))
     return fig
 
 
-def _energy_shares(ax, d: pd.DataFrame, x: np.ndarray) -> None:
+def _wide(values: np.ndarray) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(len(v) and v.max() / v.min() > WIDE_RANGE)
+
+
+def _energy_shares(ax, d: pd.DataFrame, y: np.ndarray) -> list[str]:
+    """Stacked horizontal shares (%) of the terms present; returns those terms."""
     terms = [t for t in ALL_ENERGY_TERMS if d[f"energy_{t}_uj_mean"].notna().any()]
+    ax.set_title("(b) shares")
     if not terms:
         ax.text(0.5, 0.5, "no breakdown recorded", ha="center", va="center",
                 transform=ax.transAxes)
-        return
+        return terms
     parts = d[[f"energy_{t}_uj_mean" for t in terms]].fillna(0).to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = 100.0 * parts / parts.sum(axis=1, keepdims=True)
-    bottom = np.zeros(len(d))
+    left = np.zeros(len(d))
     for j, term in enumerate(terms):
-        h = np.nan_to_num(shares[:, j])
-        bars = ax.bar(x, h, bottom=bottom, width=0.7, color=TERM_COLORS[term],
-                      label=ENERGY_TITLES.get(term, term))
+        w = np.nan_to_num(shares[:, j])
+        bars = ax.barh(y, w, left=left, height=0.7, color=TERM_COLORS[term],
+                       label=ENERGY_TITLES.get(term, term))
         for patch in bars:
             patch.set_gid(f"share:{term}")
-        bottom += h
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("share of the total (%)")
-    ax.set_title("(b) terms as shares of the total")
+        left += w
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the total")
+    return terms
 
 
 # ----------------------------------------------------------------------------- bars
