@@ -77,6 +77,8 @@ def test_missing_figures_list_their_sweep_commands(only_avalanche):
             "figures/avalanche.png", "figures/avalanche.pdf",
             "figures/avalanche-1col.pdf"} == written
     assert "bench sweep sweeps/levels.yaml" in (out / "index.html").read_text()
+    assert ("avalanche: 6 completed of 8 run records; data set digits; epochs 10; bench commit "
+            "3f9dcc2aa0b1; still running (not used): avalanche/trial-0007") in index
 
 
 def test_direction_that_fails_says_no(tmp_path):

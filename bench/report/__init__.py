@@ -230,8 +230,7 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
          f"completed runs. {energy_settings_note(agg)[0]}"),
         ("energy", lambda: plots.energy_figure(energy_rows),
          f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
-         f"total; {plots.categories_text(energy_rows)}; mean over seeds, {len(energy_rows)} groups. "
-         f"{energy_note}"),
+         f"total; {plots.categories_text(energy_rows)}; mean over seeds. {energy_note}"),
     ]
     return render_figures(specs, out, page, paper)
 
