@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
+import matplotlib.text
+from matplotlib.transforms import Bbox
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,26 +30,67 @@ PROBES = {"stem.sn": ("neuron", 64), "sum0": ("sum", 64), "sum1": ("sum", 64),
           "sum2": ("sum", 32)}
 
 
+# Energy settings of a run under the current model (summary `energy` and config keys).
+NEW_ENERGY = {"model": "lemaire", "counting": "event", "multilevel_op": "mac", "mem_bits": 16,
+              "sram": "qualia", "fifo": 1000}
+NEW_SETTINGS = ("model lemaire, event counting, multi-level spikes as MAC, SRAM qualia, 16-bit "
+                "memory, FIFO 1000")
+OLD_SETTINGS = ("model simple (pre-0.2), value counting, horowitz45 constants, SRAM horowitz_log, "
+                "32-bit memory")
+
+
+def old_energy(parts: dict[str, float]) -> dict:
+    """summary `energy` as records before 0.2 wrote it (the simple model)."""
+    total = sum(parts.values())
+    return {"preset": "horowitz45", "counting": "value", "ac_per_image": 1.0,
+            "mac_per_image": 1.0, "arith_uj_per_image": parts["arith"],
+            "memory_uj_per_image": total - parts["arith"], "total_uj_per_image": total,
+            "memory_parts_uj_per_image": {k: parts[k] for k in
+                                          ("weights", "membrane", "bias", "outputs")},
+            "per_layer": [], "presets_total_uj_per_image": {"horowitz45": total,
+                                                            "snn_convention": total}}
+
+
+def new_energy(parts: dict[str, float], settings: dict | None = None) -> dict:
+    """summary `energy` of the current model: breakdown terms ac, mac, addressing, weights,
+    bias, potentials, inputs, outputs (uJ per image; missing terms are 0)."""
+    terms = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
+    breakdown = {t: float(parts.get(t, 0.0)) for t in terms}
+    return (NEW_ENERGY | (settings or {})) | {
+        "total_uj_per_image": sum(breakdown.values()), "breakdown_uj_per_image": breakdown,
+        "ops_per_image": {"ac": 1.0, "mac": 1.0}, "per_layer": []}
+
+
 def write_record(study_dir: Path, run_id: str, *, status: str = "completed",
                  spikes: dict[str, float] | None = None, max_spike: dict[str, float] | None = None,
                  test_acc: float | None = 0.9, energy: dict[str, float] | None = None,
                  grads: dict[str, list[float]] | None = None, error: str | None = None,
-                 test_rows: bool = True, **config) -> Path:
+                 test_rows: bool = True, energy_settings: dict | None = None,
+                 git_commit: str | None = None, **config) -> Path:
     """One run record as `bench run` writes it (README "The run record").
 
     spikes: probe -> spikes per image (PROBES gives kind and neurons; {} = an ANN);
-    energy: {arith, weights, membrane, bias, outputs} in uJ per image;
+    energy: {arith, weights, membrane, bias, outputs} in uJ per image (the pre-0.2 schema), or
+    the current model's terms {ac, mac, addressing, weights, bias, potentials, inputs, outputs}
+    (energy_settings overrides NEW_ENERGY's);
     grads: group -> grad norms at steps 0, 10, 20, ...; test_rows: False leaves the test
     split out of layers.csv (val rows only, at 3x and 2x the test values).
     """
-    cfg = RunConfig().to_dict() | {"study": study_dir.name, "run_id": run_id} | config
+    parts = energy or {}
+    old = "arith" in parts
+    cfg = {k: v for k, v in RunConfig().to_dict().items() if not k.startswith("energy_")}
+    cfg |= {"study": study_dir.name, "run_id": run_id}
+    if parts and not old:  # config keys of the current model, else those before 0.2
+        cfg |= {f"energy_{k}": v for k, v in (NEW_ENERGY | (energy_settings or {})).items()}
+    else:
+        cfg |= {"energy_preset": "horowitz45", "energy_counting": "value"}
+    cfg |= config
     spikes = {} if spikes is None else spikes
     max_spike = max_spike or {p: cfg["N"] for p in spikes}
     d = study_dir / "runs" / run_id
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps(cfg | {"versions": {"torch": "x"}, "host": "h",
-                                                    "git_commit": None, "trial": None}))
-    parts = energy or {}
+                                                    "git_commit": git_commit, "trial": None}))
     total = sum(parts.values()) if parts else None
     summary = {
         "config": cfg, "status": status, "error": error, "run_id": run_id,
@@ -54,14 +100,8 @@ def write_record(study_dir: Path, run_id: str, *, status: str = "completed",
         "nonzero_per_image": {p: v / 2 for p, v in spikes.items()},
         "nonzero_total_per_image": sum(spikes.values()) / 2 if spikes else 0,
         "max_spike_per_probe": max_spike, "energy_uj_per_image": total,
-        "energy": None if not parts else {
-            "preset": "horowitz45", "counting": "value", "ac_per_image": 1.0,
-            "mac_per_image": 1.0, "arith_uj_per_image": parts["arith"],
-            "memory_uj_per_image": total - parts["arith"], "total_uj_per_image": total,
-            "memory_parts_uj_per_image": {k: parts[k] for k in
-                                          ("weights", "membrane", "bias", "outputs")},
-            "per_layer": [], "presets_total_uj_per_image": {"horowitz45": total,
-                                                            "snn_convention": total}},
+        "energy": None if not parts else old_energy(parts) if old else new_energy(
+            parts, energy_settings),
         "grad_norm_per_block": {g: float(np.mean(v)) for g, v in (grads or {}).items()},
         "epochs_completed": 2, "duration_s": 1.0, "wandb_dir": None,
     }
@@ -116,6 +156,9 @@ def energy_parts(total: float) -> dict[str, float]:
             "bias": 0.05 * total, "outputs": 0.05 * total}
 
 
+COMMIT = "3f9dcc2aa0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+
+
 def make_avalanche(root: Path) -> Path:
     study = root / "avalanche"
     write_sweep(study, {"arch": {"values": ["sew_resnet18", "sparse_resnet18"]},
@@ -129,7 +172,8 @@ def make_avalanche(root: Path) -> Path:
             write_record(study, f"trial-{n:04d}", arch=arch, seed=s, T=1, N=4,
                          test_acc=ACC[arch][s], spikes=avalanche_spikes(arch, s),
                          max_spike=maxima, energy=energy_parts(ENERGY[arch][s]),
-                         grads={"stem": [1.0, 2.0], "block0": [0.5, 0.5], "total": [3, 3]})
+                         grads={"stem": [1.0, 2.0], "block0": [0.5, 0.5], "total": [3, 3]},
+                         git_commit=COMMIT)
             n += 1
     # Not completed: absurd values that would show in every mean if they were used.
     write_record(study, "trial-0006", arch="sew_resnet18", seed=3, status="failed",
@@ -140,12 +184,17 @@ def make_avalanche(root: Path) -> Path:
     return study
 
 
+BUILT = 1_800_000_000  # SOURCE_DATE_EPOCH of the reports built here: 2027-01-15 08:00 UTC
+
+
 @pytest.fixture(scope="module")
 def avalanche(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("results")
     study = make_avalanche(root)
     out = tmp_path_factory.mktemp("reports") / "avalanche"
-    files = build_report([study], out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", str(BUILT))
+        files = build_report([study], out)
     return {"study": study, "out": out, "files": files}
 
 
@@ -192,7 +241,7 @@ def test_markdown_and_latex_views(avalanche):
     assert sums.loc["sew_resnet18", "sum1_mean"] == pytest.approx(400.0)
     assert sums.loc["sparse_resnet18", "sum1_mean"] == pytest.approx(250.0)
     energy = pd.read_csv(tables / "energy.csv").set_index("arch")
-    assert energy.loc["sew_resnet18", "energy_membrane_uj_mean"] == pytest.approx(2.2)
+    assert energy.loc["sew_resnet18", "energy_potentials_uj_mean"] == pytest.approx(2.2)
 
 
 def test_index_counts_unused_runs_and_lists_every_file(avalanche):
@@ -268,10 +317,13 @@ def test_gradient_and_levels_and_energy_figures(tmp_path):
                if im.get_gid().startswith("heatmap:test_acc"))
     np.testing.assert_allclose(acc.get_array(), [[60, 70], [70, 90]])  # rows T, columns N
     fig = plots.energy_figure(prep.agg)
-    heights = [p.get_height() for p in fig.axes[0].patches
-               if p.get_gid() == "stack:energy_arith_uj"]
+    lengths = [p.get_width() for p in fig.axes[0].patches
+               if (p.get_gid() or "").startswith("total:")]
     # ANN first (50 uJ), then the binary SNNs (N=1: T=1 10, T=2 20), then multi-level
-    np.testing.assert_allclose(heights, [0.4 * e for e in (50, 10, 20, 5, 10)])
+    np.testing.assert_allclose(lengths, [50, 10, 20, 5, 10])
+    shares = [p.get_width() for p in fig.axes[1].patches if p.get_gid() == "share:arithmetic"]
+    np.testing.assert_allclose(shares, [40.0] * 5)  # arith is 40 % of every total
+    assert fig.texts[0].get_text() == "Energy per test image: ANN vs binary SNN vs multi-level SNN"
 
 
 def test_one_run_and_ann_without_spikes(tmp_path):
@@ -279,7 +331,7 @@ def test_one_run_and_ann_without_spikes(tmp_path):
     write_record(study, "only", arch="ann_resnet18", spikes={}, test_acc=0.8,
                  energy=energy_parts(20.0))
     out = tmp_path / "report"
-    files = build_report([study], out)
+    files = build_report([study], out, paper=False)
     assert all(f.is_file() for f in files)
     row = pd.read_csv(out / "tables" / "summary.csv").iloc[0]
     assert row["runs"] == 1 and row["test_acc_pct_mean"] == pytest.approx(80.0)
@@ -292,7 +344,8 @@ def test_one_run_and_ann_without_spikes(tmp_path):
     assert "figures/energy.png" in index
 
 
-def test_two_builds_are_byte_identical(avalanche, tmp_path):
+def test_two_builds_are_byte_identical(avalanche, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(BUILT))
     again = build_report([avalanche["study"]], tmp_path / "again")
     first = {p.relative_to(avalanche["out"]): p.read_bytes() for p in avalanche["files"]}
     second = {p.relative_to(tmp_path / "again"): p.read_bytes() for p in again}
@@ -305,7 +358,7 @@ def test_several_studies_default_out(avalanche, tmp_path, monkeypatch):
     other = tmp_path / "depth"
     write_record(other, "r0", arch="sew_resnet34", test_acc=0.5, spikes={"sum0": 9.0})
     monkeypatch.chdir(tmp_path)
-    files = build_report([avalanche["study"], other])
+    files = build_report([avalanche["study"], other], paper=False)
     assert Path("reports/avalanche+depth/index.md") in files
     df = pd.read_csv("reports/avalanche+depth/tables/summary.csv")
     assert list(df["arch"]) == ["sew_resnet18", "sew_resnet34", "sparse_resnet18"]
@@ -346,7 +399,7 @@ def test_three_hundred_runs_in_seconds(tmp_path):
                      seed=i // 10, test_acc=0.9, spikes=avalanche_spikes(arch, i % 3),
                      energy=energy_parts(10.0), grads={"stem": [1.0] * 5, "block0": [0.5] * 5})
     start = time.perf_counter()
-    files = build_report([study], tmp_path / "out")
+    files = build_report([study], tmp_path / "out", paper=False)
     seconds = time.perf_counter() - start
     print(f"report of 300 runs: {seconds:.2f} s")
     assert seconds < 30
@@ -369,3 +422,172 @@ def test_test_statistics_from_summary_when_layers_csv_has_no_test_rows(tmp_path)
     fig = plots.avalanche_figure(prep.done, records.layers, list(prep.agg["label"]))
     bound = [l for l in fig.axes[0].lines if (l.get_gid() or "").startswith("bound:")]
     np.testing.assert_allclose(bound[0].get_ydata(), [4 * 64, 4 * 64, 4 * 32])
+
+
+# ----------------------------------------------------------------------------- issue 12 / 8
+
+def test_header_states_data_epochs_settings_commit_time_and_runs(avalanche):
+    for page in ("index.md", "index.html"):
+        text = (avalanche["out"] / page).read_text()
+        assert "Data set(s): digits." in text
+        assert "Epochs: 10 (configured); completed: 2." in text
+        assert "Grouped by (varies across the runs): arch." in text
+        fixed = next(line for line in text.splitlines() if "Fixed settings" in line)
+        assert "T=1, N=4" in fixed and "optimizer=sgd" in fixed and "arch=" not in fixed
+        assert "seed=" not in fixed  # the seeds are what a row aggregates
+        assert f"Energy settings: {OLD_SETTINGS}." in text
+        assert "bench commit: 3f9dcc2aa0b1 (all runs used); report built 2027-01-15 08:00 UTC" \
+            in text
+        assert ("Runs: 6 used (completed) of 8 run records; excluded: 1 failed, 1 running. "
+                "Still running when this report was built") in text
+        assert "avalanche/trial-0007" in text
+
+
+def new_parts(total: float) -> dict[str, float]:
+    """A current-model breakdown: potentials 50 %, weights 20 %, ac 10 %, mac 5 %,
+    addressing 5 %, inputs 4 %, outputs 4 %, bias 2 %."""
+    shares = {"potentials": 0.5, "weights": 0.2, "ac": 0.1, "mac": 0.05, "addressing": 0.05,
+              "inputs": 0.04, "outputs": 0.04, "bias": 0.02}
+    return {k: v * total for k, v in shares.items()}
+
+
+def test_new_energy_schema_and_settings_under_the_energy_table(tmp_path):
+    study = tmp_path / "new"
+    for s, total in enumerate((100.0, 120.0)):
+        write_record(study, f"sew{s}", arch="sew_resnet18", seed=s, energy=new_parts(total))
+        write_record(study, f"sparse{s}", arch="sparse_resnet18", seed=s,
+                     energy=new_parts(total / 2))
+    records = load_records([study])
+    row = records.runs.set_index("run_id").loc["sew1"]
+    assert row["energy_potentials_uj"] == pytest.approx(60.0)
+    assert row["energy_ac_uj"] == pytest.approx(12.0)
+    assert row["energy_total_uj"] == pytest.approx(120.0)
+    assert np.isnan(row["energy_arithmetic_uj"])  # the current model has no such term
+    assert row["energy_settings"] == NEW_SETTINGS
+    out = tmp_path / "report"
+    build_report([study], out, paper=False)
+    energy = pd.read_csv(out / "tables" / "energy.csv").set_index("arch")
+    assert energy.loc["sew_resnet18", "energy_potentials_uj_mean"] == pytest.approx(55.0)
+    assert energy.loc["sparse_resnet18", "energy_inputs_uj_mean"] == pytest.approx(2.2)
+    assert "energy_arithmetic_uj_mean" not in energy.columns  # no all-n/a column
+    md = (out / "tables" / "energy.md").read_text()
+    assert md.rstrip().endswith(f"Energy settings: {NEW_SETTINGS}.")
+    assert "| potentials (µJ)" in md and "addressing (µJ)" in md
+    index = (out / "index.md").read_text()
+    assert index.count(f"Energy settings: {NEW_SETTINGS}.") >= 3  # header, table, figure
+
+
+def test_old_energy_schema_is_named_and_never_mixed_with_the_new(tmp_path):
+    study = tmp_path / "mixed"
+    write_record(study, "old", arch="sew_resnet18", energy=energy_parts(10.0))
+    write_record(study, "new", arch="sew_resnet18", energy=new_parts(30.0))
+    records = load_records([study])
+    old = records.runs.set_index("run_id").loc["old"]
+    assert old["energy_settings"] == OLD_SETTINGS
+    assert old["energy_arithmetic_uj"] == pytest.approx(4.0)
+    assert old["energy_potentials_uj"] == pytest.approx(2.0)  # the old membrane part
+    prep = prepare(records)
+    assert len(prep.agg) == 2  # the two settings are two rows, not one mean
+    out = tmp_path / "report"
+    build_report([study], out, paper=False)
+    md = (out / "tables" / "energy.md").read_text()
+    assert "Energy settings differ between rows, which are therefore not comparable" in md
+    assert re.search(rf"\[[AB]\] {re.escape(OLD_SETTINGS)} \(SEW-ResNet18, energy: simple "
+                     rf"\(pre-0\.2\), value\)", md), md
+    assert re.search(rf"\[[AB]\] {re.escape(NEW_SETTINGS)}", md)
+    assert "| energy settings" in md and "| [A]" in md and "| [B]" in md
+    index = (out / "index.md").read_text()
+    assert "Left out, as their energy settings differ:" in index  # the figure shows one kind
+    tex = (out / "tables" / "energy.tex").read_text()
+    assert "% Energy settings differ between rows" in tex
+
+
+def energy_study(root: Path, with_ann: bool = True) -> Path:
+    """VGG16 [T=1, N in 1,2,4] and [T=4, N=1] (+ ANN VGG16) under the current model."""
+    study = root / "energy"
+    cells = {(1, 1): 200.0, (1, 2): 300.0, (1, 4): 400.0, (4, 1): 800.0}
+    for (T, N), e in cells.items():
+        write_record(study, f"T{T}N{N}", arch="vgg16", T=T, N=N, energy=new_parts(e))
+    if with_ann:
+        write_record(study, "ann", arch="ann_vgg16", T=1, N=1, energy=new_parts(20000.0))
+    return study
+
+
+def test_energy_figure_title_is_true_and_legend_covers_no_bar(tmp_path):
+    prep = prepare(load_records([energy_study(tmp_path)]))
+    fig = plots.energy_figure(prep.agg)
+    assert fig.texts[0].get_text() == "Energy per test image: ANN vs binary SNN vs multi-level SNN"
+    total_ax, share_ax = fig.axes[:2]
+    assert total_ax.get_xscale() == "log"  # 20,000 vs 200 uJ: one bar would flatten the others
+    totals = [p.get_width() for p in total_ax.patches if (p.get_gid() or "").startswith("total:")]
+    np.testing.assert_allclose(totals, [20000, 200, 800, 300, 400])  # ANN, binary, multi-level
+    by_term = {}
+    for p in share_ax.patches:
+        by_term.setdefault(p.get_gid(), []).append(p.get_width())
+    np.testing.assert_allclose(by_term["share:potentials"], [50.0] * 5)
+    np.testing.assert_allclose(np.sum(list(by_term.values()), axis=0), [100.0] * 5)
+    fig.draw_without_rendering()
+    legend = fig.legends[0].get_window_extent()
+    for ax in (total_ax, share_ax):
+        for patch in ax.patches:  # what is drawn: the bar clipped to its axes
+            drawn = Bbox.intersection(patch.get_window_extent(), ax.get_window_extent())
+            assert drawn is None or not legend.overlaps(drawn), patch.get_gid()
+    no_ann = prepare(load_records([energy_study(tmp_path / "b", with_ann=False)]))
+    fig = plots.energy_figure(no_ann.agg)
+    assert fig.texts[0].get_text() == "Energy per test image: binary SNN vs multi-level SNN"
+
+
+@pytest.mark.parametrize("size,width", [("column", 3.5), ("page", 7.16)])
+def test_paper_sized_figures_have_the_width_and_no_font_below_7pt(tmp_path, size, width):
+    prep = prepare(load_records([make_avalanche(tmp_path)]))
+    levels = prepare(load_records([energy_study(tmp_path / "e")]))
+    builders = {
+        "avalanche": lambda: plots.avalanche_figure(prep.done, prep.records.layers,
+                                                    list(prep.agg["label"])),
+        "gradient": lambda: plots.gradient_figure(prep.done, prep.records.grads,
+                                                  list(prep.agg["label"])),
+        "energy": lambda: plots.energy_figure(levels.agg),
+        "bars": lambda: plots.bars_figure(prep.agg, [("test_acc_pct", "accuracy (%)")], "t"),
+    }
+    for name, build in builders.items():
+        with plots.paper_size(size):
+            fig = build()
+        assert fig.get_size_inches()[0] == pytest.approx(width), name
+        fig.draw_without_rendering()
+        sizes = {t.get_text(): t.get_fontsize() for t in fig.findobj(matplotlib.text.Text)
+                 if t.get_visible() and t.get_text()}
+        small = {t: f for t, f in sizes.items() if f < plots.MIN_PAPER_PT}
+        assert not small, (name, small)
+    screen = builders["energy"]()  # outside paper_size: the screen figure, unchanged
+    assert screen.get_size_inches()[0] > 8
+
+
+def test_report_writes_paper_pdfs_of_both_widths(avalanche):
+    figures = avalanche["out"] / "figures"
+    for name, points in (("avalanche.pdf", 7.16 * 72), ("avalanche-1col.pdf", 3.5 * 72),
+                         ("energy-1col.pdf", 3.5 * 72)):
+        box = re.search(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)", (figures / name).read_bytes())
+        assert box and float(box.group(1)) == pytest.approx(points, abs=0.5), name
+    index = (avalanche["out"] / "index.md").read_text()
+    assert "[1col.pdf](figures/energy-1col.pdf)" in index
+
+
+def test_latex_tables_right_align_numbers_fit_the_column_and_compile(avalanche, tmp_path):
+    tables = avalanche["out"] / "tables"
+    summary = (tables / "summary.tex").read_text()
+    # arch left; runs, the three metrics and the three changes right; the baseline label left
+    assert "\\begin{tabular}{lrrrrrrrl}" in summary
+    assert "\\resizebox{\\ifdim\\width>\\columnwidth\\columnwidth\\else\\width\\fi}{!}{%" in summary
+    assert "\\begin{tabular}{lrrrr}" in (tables / "sums.tex").read_text()
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed: the LaTeX tables were not compiled")
+    doc = tmp_path / "doc.tex"
+    body = "\n".join(f"\\begin{{table}}\\input{{{(tables / n).as_posix()}}}\\end{{table}}"
+                      for n in ("summary.tex", "sums.tex", "energy.tex"))
+    doc.write_text("\\documentclass[twocolumn]{article}\n\\usepackage{booktabs}\n"
+                   "\\usepackage{graphicx}\n\\begin{document}\n" + body + "\n\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in run.stdout
+    assert (tmp_path / "doc.pdf").is_file()

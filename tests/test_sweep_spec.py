@@ -108,8 +108,8 @@ def test_hyperband_maps_onto_optuna_pruner_arguments():
 
 
 @pytest.mark.parametrize("name,size,digits_size", [
-    ("avalanche", 6, 6), ("levels", 24, 24), ("gradient", 4, 4), ("sparse_n", 12, 6),
-    ("dvs", 3, 3), ("dvs_binary", 1, 1), ("depth", 6, 6)])
+    ("avalanche", 6, 6), ("levels", 72, 72), ("energy", 6, 6), ("gradient", 4, 4),
+    ("sparse_n", 12, 6), ("dvs", 3, 3), ("dvs_binary", 1, 1), ("depth", 6, 6)])
 def test_paper_sweeps_parse_as_they_are_and_on_digits(name, size, digits_size):
     spec = load_spec(SWEEPS / f"{name}.yaml")
     assert spec.name == name and spec.method == "grid" and len(spec.slots()) == size
@@ -120,7 +120,7 @@ def test_paper_sweeps_parse_as_they_are_and_on_digits(name, size, digits_size):
 
 def test_sweeps_folder_holds_exactly_the_paper_sweeps():
     assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(
-        ["avalanche", "levels", "gradient", "sparse_n", "dvs", "dvs_binary", "depth"])
+        ["avalanche", "levels", "energy", "gradient", "sparse_n", "dvs", "dvs_binary", "depth"])
 
 
 GOOD = {"name": "bad", "method": "grid", "metric": {"name": "test_acc", "goal": "maximize"},

@@ -3,7 +3,8 @@
     build_report(["results/avalanche"], "reports/avalanche") -> [every file written]
 
 Reads only the saved run records (README "The run record"); uses completed runs, counts the
-others. Output: tables/*.{md,csv,tex}, figures/*.{png,pdf}, index.md, index.html.
+others. Output: tables/*.{md,csv,tex}, figures/<name>.png (screen), <name>.pdf (7.16 in) and
+<name>-1col.pdf (3.5 in), index.md, index.html (a header first: see bench.report.header).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import plots
+from bench.report.header import header_lines
 from bench.report.index import Page
 from bench.report.load import (Records, group_keys, load_records, parse_baseline,
                                sweep_baseline)
 from bench.report.tables import (add_labels, aggregate, baseline_mask, change_sentences,
-                                 coerce_baseline, energy_table, metric_columns, relative_change,
+                                 coerce_baseline, energy_settings_note, energy_table,
+                                 metric_columns, relative_change,
                                  summary_table, sums_table)
+from bench.report.plots import one_energy_setting
 
 __all__ = ["main_report", "build_report", "prepare", "Prepared"]
 
@@ -65,8 +69,9 @@ def default_out(studies: list[str]) -> Path:
 
 
 def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
-                 baseline: str | None = None) -> list[Path]:
-    """Write the report of the studies' run records into `out`; return every file written."""
+                 baseline: str | None = None, paper: bool = True) -> list[Path]:
+    """Write the report of the studies' run records into `out`; return every file written.
+    `paper=False` leaves out the paper-size PDFs (screen PNGs only: a quicker look)."""
     records = load_records(results_dirs)
     out = Path(out) if out is not None else default_out(records.studies)
     prep = prepare(records)
@@ -77,6 +82,7 @@ def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
     base_page = Page("")
     changed = None if done.empty else _baseline(records, agg, done, keys, baseline, base_page)
     page = Page(f"bench report: {' + '.join(records.studies)}")
+    page.bullets(header_lines(records, done, keys))
     out.mkdir(parents=True, exist_ok=True)
     files = _write_runs(records, keys, out, page)
     if done.empty:
@@ -84,7 +90,7 @@ def build_report(results_dirs: list[str | Path], out: str | Path | None = None,
         return files + page.write(out)
     page.blocks += base_page.blocks
     files += _tables(records, agg, done, keys, changed, out, page)
-    files += _figures(records, agg, done, keys, out, page)
+    files += _figures(records, agg, done, keys, out, page, paper)
     return files + page.write(out)
 
 
@@ -162,7 +168,9 @@ def _tables(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[
             changed: pd.DataFrame | None, out: Path, page: Page) -> list[Path]:
     page.heading("Tables")
     files: list[Path] = []
-    tables = [summary_table(agg, keys, len(done), changed), sums_table(records.layers, done, keys),
+    summary = summary_table(agg, keys, len(done), changed)
+    summary.note = energy_settings_note(agg)[0]  # it has an energy column
+    tables = [summary, sums_table(records.layers, done, keys),
               energy_table(agg, keys, len(done))]
     for table in tables:
         if table is not None:
@@ -196,7 +204,7 @@ def _probe_table(records: Records, done: pd.DataFrame, keys: list[str]) -> pd.Da
 
 
 def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
-             out: Path, page: Page) -> list[Path]:
+             out: Path, page: Page, paper: bool = True) -> list[Path]:
     page.heading("Figures")
     order = list(agg["label"])
     grad_agg = add_labels(agg.drop(columns="label"), keys, with_estimator=True)
@@ -204,6 +212,7 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
     n_sum = records.layers[records.layers["uid"].isin(done["uid"])]["uid"].nunique()
     n_grad = records.grads[records.grads["uid"].isin(done["uid"])]["uid"].nunique()
     facets = [k for k in keys if k not in ("T", "N")]
+    energy_rows, energy_note = one_energy_setting(agg)
     specs = [
         ("avalanche", lambda: plots.avalanche_figure(done, records.layers, order),
          f"Spikes per test image at each residual sum along depth, one series per group, mean ± "
@@ -218,17 +227,17 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
         ("levels", lambda: plots.levels_figure(agg, facets),
          f"Accuracy and energy per image over the T x N grid"
          f"{' per ' + ', '.join(facets) if facets else ''}, mean over seeds, from {len(done)} "
-         f"completed runs."),
-        ("energy", lambda: plots.energy_figure(agg),
-         f"Energy per test image, arithmetic and memory parts stacked, ANN vs binary SNN (N=1) "
-         f"vs multi-level SNN, mean over seeds, {len(agg)} groups from {len(done)} completed "
-         f"runs."),
+         f"completed runs. {energy_settings_note(agg)[0]}"),
+        ("energy", lambda: plots.energy_figure(energy_rows),
+         f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
+         f"total; {plots.categories_text(energy_rows)}; mean over seeds. {energy_note}"),
     ]
-    return render_figures(specs, out, page)
+    return render_figures(specs, out, page, paper)
 
 
-def render_figures(specs, out: Path, page: Page) -> list[Path]:
-    """Build, save and list each figure; a SkipPlot becomes a sentence saying why."""
+def render_figures(specs, out: Path, page: Page, paper: bool = True) -> list[Path]:
+    """Build, save and list each figure (a screen PNG, and PDFs one page and one column wide
+    for a paper); a SkipPlot becomes a sentence saying why."""
     files: list[Path] = []
     for name, build, sentence in specs:
         try:
@@ -236,7 +245,11 @@ def render_figures(specs, out: Path, page: Page) -> list[Path]:
         except plots.SkipPlot as skip:
             page.text(f"The {name} plot is skipped: {skip}.")
             continue
-        written = plots.save_figure(fig, out / "figures" / name)
+        stem = out / "figures" / name
+        written = plots.save_figure(fig, stem)
+        for size in ("page", "column") if paper else ():
+            with plots.paper_size(size):
+                written.append(plots.save_paper_figure(build(), stem, size))
         page.figure(name, written, sentence, out)
         files += written
     return files

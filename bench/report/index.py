@@ -1,7 +1,8 @@
 """index.md and index.html from one list of blocks (text, tables, figures, skipped figures).
 
 Both pages hold the same content; links are relative so a report folder can be moved whole.
-No dates or host names: the same records give byte-identical pages.
+No host names, and the one date (the build time) follows SOURCE_DATE_EPOCH when set: the same
+records then give byte-identical pages.
 """
 
 from __future__ import annotations
@@ -75,11 +76,16 @@ def _e(text: str) -> str:
 
 
 def _links_md(files: list[str]) -> str:
-    return " · ".join(f"[{Path(f).suffix[1:]}]({f})" for f in files)
+    return " · ".join(f"[{_link_text(f)}]({f})" for f in files)
 
 
 def _links_html(files: list[str]) -> str:
-    return " · ".join(f'<a href="{_e(f)}">{_e(Path(f).suffix[1:])}</a>' for f in files)
+    return " · ".join(f'<a href="{_e(f)}">{_e(_link_text(f))}</a>' for f in files)
+
+
+def _link_text(f: str) -> str:
+    """'png', 'pdf', '1col.pdf' (a figure's one-column PDF): what tells the files apart."""
+    return "1col.pdf" if Path(f).name.endswith("-1col.pdf") else Path(f).suffix[1:]
 
 
 _MD = {
@@ -89,6 +95,7 @@ _MD = {
     "code": lambda p: ["```bash", *p, "```"],
     "file": lambda p: [f"{p[0]} Files: {_links_md(p[1])}"],
     "table": lambda p: [p[0].sentence, "", p[0].markdown()] + (
+        ["", p[0].note] if p[0].note else []) + (
         ["", f"Files: {_links_md(p[1])}"] if p[1] else []),
     "figure": lambda p: [p[2], "", f"![{p[0]}]({p[1][0]})", "", f"Files: {_links_md(p[1])}"],
 }
@@ -100,6 +107,7 @@ _HTML = {
     "code": lambda p: "<pre><code>" + _e("\n".join(p)) + "</code></pre>",
     "file": lambda p: f"<p>{_e(p[0])} Files: {_links_html(p[1])}</p>",
     "table": lambda p: (f"<p>{_e(p[0].sentence)}</p>\n{p[0].html()}"
+                        + (f"\n<p>{_e(p[0].note)}</p>" if p[0].note else "")
                         + (f"\n<p>Files: {_links_html(p[1])}</p>" if p[1] else "")),
     "figure": lambda p: (f"<figure><img src=\"{_e(p[1][0])}\" alt=\"{_e(p[0])}\">"
                          f"<figcaption>{_e(p[2])} Files: {_links_html(p[1])}"

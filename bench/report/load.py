@@ -29,12 +29,16 @@ NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_
 SUMMARY_SCALARS = ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
                    "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
                    "duration_s")
-# summary.json `energy` -> run-row columns (uJ per image, or operation counts per image).
-ENERGY_FIELDS = {"ac_per_image": "energy_ac", "mac_per_image": "energy_mac",
-                 "arith_uj_per_image": "energy_arith_uj",
-                 "memory_uj_per_image": "energy_memory_uj",
-                 "total_uj_per_image": "energy_total_uj"}
-MEMORY_PARTS = ("weights", "membrane", "bias", "outputs")
+# Energy breakdown terms (uJ per image) -> run-row columns energy_<term>_uj. The current model
+# (summary `energy.breakdown_uj_per_image`) has the first eight; records written before 0.2
+# (the "simple" model) have one arithmetic term and four memory parts, mapped as OLD_PARTS says.
+ENERGY_TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
+OLD_PARTS = {"weights": "weights", "membrane": "potentials", "bias": "bias", "outputs": "outputs"}
+ALL_ENERGY_TERMS = ("arithmetic",) + ENERGY_TERMS
+OLD_MODEL = "simple (pre-0.2)"
+# config.json keys that describe the energy estimate (current, then pre-0.2 records)
+ENERGY_KEYS = ("energy_model", "energy_counting", "energy_multilevel_op", "energy_mem_bits",
+               "energy_sram", "energy_fifo", "energy_preset")
 SUM_PROBE = re.compile(r"^sum(\d+)$")
 LAYER_COLUMNS = ["uid", "probe", "kind", "index", "levels", "neurons", "spikes_per_image",
                  "nonzero_per_image", "max_spike", "rate"]
@@ -140,12 +144,14 @@ def _read_json(path: Path) -> dict | None:
 def read_run(run: Path, study: str) -> tuple[dict, list[dict], list[dict]]:
     """One record -> (run row, layer rows, grad rows); a missing or broken file leaves NaNs."""
     summary = _read_json(run / "summary.json")
-    config = (summary or {}).get("config") or _read_json(run / "config.json") or {}
+    written = _read_json(run / "config.json") or {}
+    config = (summary or {}).get("config") or written
     config = {k: v for k, v in config.items() if k not in PROVENANCE}
     uid = f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(uid=uid, study=study, run_id=run.name, path=str(run),
                _config_keys=[k for k in row if k not in ("study", "run_id", "results")])
+    row["git_commit"] = written.get("git_commit")
     if summary is None:
         broken = (run / "summary.json").is_file()
         row.update(status="unreadable" if broken else "no summary",
@@ -171,13 +177,49 @@ def _summary_scalars(summary: dict) -> dict[str, float]:
         out["spikes_total_per_image"] = float("nan")
         out["nonzero_total_per_image"] = float("nan")
     out["test_acc_pct"] = 100.0 * out["test_acc"]
-    energy = summary.get("energy") if isinstance(summary.get("energy"), dict) else {}
-    out.update({col: _num(energy.get(key)) for key, col in ENERGY_FIELDS.items()})
-    parts = energy.get("memory_parts_uj_per_image") or {}
-    out.update({f"energy_{p}_uj": _num(parts.get(p)) for p in MEMORY_PARTS})
+    out.update(energy_columns(summary))
     if np.isnan(out["energy_uj_per_image"]):
         out["energy_uj_per_image"] = out["energy_total_uj"]
     return out
+
+
+def energy_columns(summary: dict) -> dict[str, Any]:
+    """summary `energy` (either schema) -> energy_total_uj, energy_<term>_uj for every term of
+    ALL_ENERGY_TERMS (NaN where the record's model has no such term) and `energy_settings`."""
+    energy = summary.get("energy") if isinstance(summary.get("energy"), dict) else {}
+    config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
+    out: dict[str, Any] = {f"energy_{t}_uj": float("nan") for t in ALL_ENERGY_TERMS}
+    out["energy_total_uj"] = _num(energy.get("total_uj_per_image"))
+    if isinstance(energy.get("breakdown_uj_per_image"), dict):
+        parts = energy["breakdown_uj_per_image"]
+        out.update({f"energy_{t}_uj": _num(parts.get(t)) for t in ENERGY_TERMS})
+    elif energy:
+        parts = energy.get("memory_parts_uj_per_image") or {}
+        out["energy_arithmetic_uj"] = _num(energy.get("arith_uj_per_image"))
+        out.update({f"energy_{new}_uj": _num(parts.get(old)) for old, new in OLD_PARTS.items()})
+    out["energy_settings"] = energy_settings(energy, config)
+    return out
+
+
+def energy_settings(energy: dict, config: dict) -> str | None:
+    """The energy settings of a run in words: from its summary's `energy` (current or pre-0.2
+    schema), else from its config keys; None when it names none."""
+    current = "model" in energy or "breakdown_uj_per_image" in energy
+    source = energy if current or energy else {
+        k[len("energy_"):]: v for k, v in config.items() if k.startswith("energy_")}
+    if not source:
+        return None
+    if current or "model" in source:
+        op, bits, fifo = (source.get(k) for k in ("multilevel_op", "mem_bits", "fifo"))
+        parts = [f"model {source.get('model')}", f"{source.get('counting')} counting",
+                 f"multi-level spikes as {str(op).upper()}" if op is not None else None,
+                 f"SRAM {source.get('sram')}",
+                 f"{bits}-bit memory" if bits is not None else None,
+                 f"FIFO {fifo}" if fifo is not None else None]
+        return ", ".join(p for p in parts if p)
+    # records before 0.2: the "simple" model, one 32-bit word per access, Horowitz SRAM on log size
+    return (f"model {OLD_MODEL}, {source.get('counting')} counting, {source.get('preset')} "
+            f"constants, SRAM horowitz_log, 32-bit memory")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -263,10 +305,14 @@ def group_keys(records: Records) -> list[str]:
     """
     done = records.completed
     swept = [k for s in records.sweeps.values() for k in swept_keys(s)]
+    # a key some runs lack (an older bench's energy_preset) varies too: NaN counts as a value
     varying = [k for k in records.config_keys
-               if k in done.columns and done[k].astype(str).nunique() > 1]
+               if k in done.columns and done[k].map(str).nunique(dropna=False) > 1]
     keys = [k for k in dict.fromkeys(swept + varying)
             if k not in NOT_GROUPING and k in records.runs.columns]
+    if any(k in ENERGY_KEYS for k in keys) and "energy_settings" in done.columns:
+        # one key in words instead of six config keys (some absent in older records)
+        keys = [k for k in keys if k not in ENERGY_KEYS] + ["energy_settings"]
     if not keys and "arch" in records.runs.columns:
         keys = ["arch"]
     return keys

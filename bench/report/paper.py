@@ -109,4 +109,8 @@ REPORTED: dict[str, Reported] = {r.key: r for r in (
              value=4.41, source=SOURCE_UNVERIFIED),
     Reported("vgg16_energy_ann", "12.9 mJ", "mJ / image", "CIFAR-10", "ANN VGG16", value=12.9,
              source=SOURCE_UNVERIFIED),
+    Reported("ann_over_binary", "12.9 vs 8.5 mJ: 1.52x", "x", "CIFAR-10",
+             "ANN VGG16 / VGG16 [T=4, N=1]", value=12.9 / 8.5, source=SOURCE_UNVERIFIED),
+    Reported("ann_over_multi", "12.9 vs 4.41 mJ: 2.93x", "x", "CIFAR-10",
+             "ANN VGG16 / VGG16 [T=1, N=4]", value=12.9 / 4.41, source=SOURCE_UNVERIFIED),
 )}

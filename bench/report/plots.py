@@ -7,17 +7,23 @@ Data lines carry gid "series:<label>" so tests (and readers of the Figure) can f
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import math
+import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import matplotlib
+import matplotlib.patches
+import matplotlib.text
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report.load import MEMORY_PARTS
-from bench.report.tables import fmt_number, sum_rows
+from bench.report.load import ALL_ENERGY_TERMS
+from bench.report.tables import ENERGY_TITLES, fmt_number, sum_rows
 
 STYLE = {
     "font.family": "DejaVu Sans",  # ships with matplotlib: same glyphs on every machine
@@ -32,32 +38,106 @@ PDF_METADATA = {"Creator": "bench report", "Producer": None, "CreationDate": Non
 WIDE_RANGE = 30.0  # log y when max/min of the positive values exceeds this
 
 
+# Paper sizes, saved as PDF: one column (3.5 in, IEEE/ACM two-column layouts) and the full
+# text width (7.16 in), every font >= MIN_PAPER_PT. The screen size (PNG) keeps each figure's own.
+PAPER_WIDTHS = {"column": 3.5, "page": 7.16}
+PAPER_SUFFIX = {"column": "1col", "page": ""}
+MIN_PAPER_PT = 7.0
+PAPER_STYLE = STYLE | {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
+                       "legend.fontsize": 7, "legend.title_fontsize": 7, "xtick.labelsize": 7,
+                       "ytick.labelsize": 7, "figure.titlesize": 8.5}
+_SIZE: contextvars.ContextVar[str] = contextvars.ContextVar("bench_figure_size", default="screen")
+
+
 class SkipPlot(Exception):
     """A figure whose inputs are absent; the message says why (one sentence)."""
 
 
 def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Build the figure under the report style (fonts are fixed when artists are created)."""
+    """Build the figure under the report style (fonts are fixed when artists are created); at a
+    paper size, under the paper style and with no font below MIN_PAPER_PT."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs) -> Figure:
-        with matplotlib.rc_context(STYLE):
-            return func(*args, **kwargs)
+        paper = _SIZE.get() != "screen"
+        with matplotlib.rc_context(PAPER_STYLE if paper else STYLE):
+            fig = func(*args, **kwargs)
+            if paper:
+                enforce_min_font(fig)
+            return fig
 
     return wrapper
 
 
+@contextlib.contextmanager
+def paper_size(size: str) -> Iterator[None]:
+    """Figures built inside are `size` ('column' or 'page') wide, fonts >= MIN_PAPER_PT."""
+    token = _SIZE.set(size)
+    try:
+        yield
+    finally:
+        _SIZE.reset(token)
+
+
+def panel_figure(n: int, screen: tuple[float, float], screen_cols: int | None = None,
+                 row_height: float = 2.3, paper_cols: int | None = None,
+                 **kw) -> tuple[Figure, list]:
+    """A figure of n panels: at the screen size `screen_cols` per row (default all), at a
+    paper size at most 3 (page) or 1 (column) per row unless `paper_cols` says otherwise,
+    rows `row_height` inches high."""
+    size = _SIZE.get()
+    cols = screen_cols or n
+    if size == "screen":
+        fig = Figure(figsize=screen, layout="constrained")
+    else:
+        cols = min(cols, paper_cols or (3 if size == "page" else 1))
+        rows = math.ceil(n / cols)
+        fig = Figure(figsize=(PAPER_WIDTHS[size], rows * row_height + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False, **kw)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def title(fig: Figure, text: str) -> None:
+    """The figure's title, wrapped to a paper width."""
+    size = _SIZE.get()
+    if size != "screen":
+        text = textwrap.fill(text, int(PAPER_WIDTHS[size] * 72 / (0.55 * 8.5)))
+    fig.suptitle(text)
+
+
+def enforce_min_font(fig: Figure) -> None:
+    """Raise every text of the figure to MIN_PAPER_PT: tick labels through the axes' tick
+    settings (ticks made at draw time copy them), every other text directly."""
+    for ax in fig.axes:
+        ax.tick_params(which="both", labelsize=max(MIN_PAPER_PT, _tick_size(ax)))
+    for text in fig.findobj(matplotlib.text.Text):
+        if text.get_fontsize() < MIN_PAPER_PT:
+            text.set_fontsize(MIN_PAPER_PT)
+
+
+def _tick_size(ax) -> float:
+    labels = ax.xaxis.get_ticklabels() + ax.yaxis.get_ticklabels()
+    return min((t.get_fontsize() for t in labels), default=MIN_PAPER_PT)
+
+
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
-    """stem.png and stem.pdf, headless (Agg / PDF canvases picked by extension)."""
+    """stem.png at the screen size (headless Agg canvas)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    png = stem.with_suffix(".png")
     with matplotlib.rc_context(STYLE):
         fig.savefig(png, metadata=PNG_METADATA)
-        # The constrained layout solved for the PNG holds for the PDF: freezing it saves
-        # a third of the PDF's time (hundreds-of-runs reports stay within seconds).
-        fig.set_layout_engine("none")
-        fig.savefig(pdf, metadata=PDF_METADATA)
-    return [png, pdf]
+    return [png]
+
+
+def save_paper_figure(fig: Figure, stem: Path, size: str) -> Path:
+    """The figure as built at a paper size: stem.pdf one page wide, stem-1col.pdf one column."""
+    path = stem.with_suffix(".pdf") if size == "page" else stem.with_name(
+        f"{stem.name}-{PAPER_SUFFIX[size]}.pdf")
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig.savefig(path, metadata=PDF_METADATA)
+    return path
 
 
 def colors(labels: list[str]) -> dict[str, tuple]:
@@ -106,8 +186,7 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
                        "of the completed runs (VGG and ANN models have none)")
     labels = [lab for lab in order if lab in set(data["label"])]
     color = colors(labels)
-    fig = Figure(figsize=(13.5, 4.2), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fig, axes = panel_figure(3, (13.5, 4.2))
     panels = (("spikes", "spikes_std", "spikes per image"),
               ("rate", "rate_std", "spikes per neuron per timestep"),
               ("max_spike", None, "largest spike count z (max over seeds)"))
@@ -130,7 +209,7 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
     axes[2].set_title("(c) largest single spike vs N")
     axes[0].legend(loc="best")
     axes[2].legend(loc="best")
-    fig.suptitle("Spike activity at each residual sum along depth (mean ± std over seeds)")
+    title(fig, "Spike activity at each residual sum along depth (mean ± std over seeds)")
     return fig
 
 
@@ -182,8 +261,8 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
     labels = [lab for lab in order if lab in set(g["label"])]
     blocks = sorted(g["group"].astype(str).unique(), key=block_order)
     shown = labels[:max_panels]
-    fig = Figure(figsize=(3.3 * (len(shown) + 1) + 0.5, 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(shown) + 1, sharey=True))
+    fig, axes = panel_figure(len(shown) + 1, (3.3 * (len(shown) + 1) + 0.5, 3.8), sharey=True,
+                       row_height=1.9)
     cmap = matplotlib.colormaps["viridis"]
     shade = {b: cmap(i / max(len(blocks) - 1, 1)) for i, b in enumerate(blocks)}
     curve = g.groupby(["label", "group", "step"], sort=True)["grad_norm"].mean().reset_index()
@@ -199,7 +278,7 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
     _gradient_summary(axes[-1], g, labels, blocks)
     maybe_log(axes[0], g["grad_norm"].to_numpy())
     note = "" if len(shown) == len(labels) else f" (first {len(shown)} of {len(labels)} variants)"
-    fig.suptitle(f"Per-block gradient norm over training{note}")
+    title(fig, f"Per-block gradient norm over training{note}")
     return fig
 
 
@@ -237,26 +316,27 @@ def levels_figure(agg: pd.DataFrame, facets: list[str]) -> Figure:
     if not groups:
         raise SkipPlot("no architecture has more than one (T, N) cell")
     Ts, Ns = sorted(agg["T"].unique()), sorted(agg["N"].unique())
-    fig = Figure(figsize=(9.5, 3.4 * len(groups) + 0.4), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(groups), 2))
+    fig, flat = panel_figure(2 * len(groups), (9.5, 3.4 * len(groups) + 0.4), screen_cols=2,
+                       row_height=2.5)
+    axes = [flat[2 * i:2 * i + 2] for i in range(len(groups))]
     panels = (("test_acc_pct_mean", "accuracy (%)", "viridis"),
               ("energy_uj_per_image_mean", "energy (µJ / image)", "magma_r"))
     for row, (name, d) in zip(axes, groups):
-        title = ", ".join(f"{k}={v}" for k, v in zip(facets, np.atleast_1d(name)))
+        facet = ", ".join(f"{k}={v}" for k, v in zip(facets, np.atleast_1d(name)))
         for ax, (col, unit, cmap) in zip(row, panels):
             grid = d.pivot_table(index="T", columns="N", values=col, aggfunc="mean")
             grid = grid.reindex(index=Ts, columns=Ns)
             im = ax.imshow(grid.to_numpy(float), origin="lower", cmap=cmap, aspect="auto")
-            im.set_gid(f"heatmap:{col}:{title}")
+            im.set_gid(f"heatmap:{col}:{facet}")
             _annotate(ax, grid, 1 if col.startswith("test_acc") else None)
             ax.set_xticks(range(len(Ns)), [str(n) for n in Ns])
             ax.set_yticks(range(len(Ts)), [str(t) for t in Ts])
             ax.set_xlabel("N (spike levels per timestep)")
             ax.set_ylabel("T (timesteps)")
-            ax.set_title(f"{unit}" + (f" — {title}" if title else ""), fontsize=9)
+            ax.set_title(f"{unit}" + (f" — {facet}" if facet else ""), fontsize=9)
             ax.grid(False)
             fig.colorbar(im, ax=ax, label=unit)
-    fig.suptitle("Latency / levels trade: T x N (mean over seeds)")
+    title(fig, "Latency / levels trade: T x N (mean over seeds)")
     return fig
 
 
@@ -273,63 +353,137 @@ def _annotate(ax, grid: pd.DataFrame, digits: int | None) -> None:
 
 # ----------------------------------------------------------------------------- energy
 
+CATEGORIES = ("ANN", "binary SNN", "multi-level SNN")
+CATEGORY_COLORS = dict(zip(CATEGORIES, ("#7f7f7f", "#4c72b0", "#dd8452")))
+TERM_COLORS = dict(zip(ALL_ENERGY_TERMS, ("#8c564b", "#1f77b4", "#ff7f0e", "#9467bd", "#2ca02c",
+                                          "#bcbd22", "#d62728", "#17becf", "#e377c2")))
+
+
 def energy_category(arch: str, N: float) -> str:
     if str(arch).startswith("ann_"):
         return "ANN"
-    return "binary SNN (N=1)" if N == 1 else f"multi-level SNN (N={N:g})"
+    return "binary SNN" if N == 1 else "multi-level SNN"
 
 
-ENERGY_STACK = (("energy_arith_uj", "arithmetic (AC + MAC)"),) + tuple(
-    (f"energy_{p}_uj", f"memory: {p}") for p in MEMORY_PARTS)
+def categories_text(agg: pd.DataFrame) -> str:
+    """'2 ANN, 1 binary SNN and 3 multi-level SNN groups': what an energy figure shows."""
+    cats = [energy_category(a, n) for a, n in zip(agg["arch"], agg["N"].astype(float))]
+    parts = [f"{cats.count(c)} {c}" for c in CATEGORIES if c in cats]
+    if not parts:
+        return "no group"
+    text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return text + " group" + ("s" if len(cats) != 1 else "")
+
+
+def one_energy_setting(agg: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The groups of the most common energy settings, and a sentence naming those settings and
+    any groups left out because their settings differ (their energies are not comparable)."""
+    col = agg["energy_settings"] if "energy_settings" in agg.columns else None
+    if col is None or col.dropna().empty:
+        return agg, "Energy settings: not recorded in these runs."
+    counts = col.value_counts(sort=False)
+    chosen = counts.index[int(np.argmax(counts.to_numpy()))]
+    keep = agg[(col == chosen) | col.isna()]
+    text = f"Energy settings: {chosen}."
+    left = agg[(col != chosen) & col.notna()]
+    if len(left):
+        text += (" Left out, as their energy settings differ: " + "; ".join(
+            f"{lab} ({s})" for lab, s in zip(left["label"], left["energy_settings"])) + ".")
+    return keep, text
 
 
 @styled
 def energy_figure(agg: pd.DataFrame) -> Figure:
-    """Stacked bars per group: arithmetic, then the memory parts (weights, membrane, bias,
-    outputs); ANN first, then binary SNNs (N=1), then multi-level SNNs."""
-    cols = [f"{c}_mean" for c, _ in ENERGY_STACK]
-    d = agg[agg[cols].notna().any(axis=1)].copy()
+    """One horizontal bar per group (ANN first, then binary SNNs (N=1), then multi-level SNNs):
+    (a) total energy per test image (mean ± std over seeds; a log axis when the totals span more
+    than WIDE_RANGE); (b) the group's energy split into its model's terms, as shares of its
+    total, so a dominant term hides no other. The legend sits below the panels, never over a
+    bar; labels on the y axis stay readable at a column's width."""
+    d = agg[agg["energy_uj_per_image_mean"].notna()].copy()
     if d.empty:
-        raise SkipPlot("no energy breakdown (summary.json `energy`) in the completed runs")
+        raise SkipPlot("no energy estimate (summary.json `energy_uj_per_image`) in the "
+                       "completed runs")
     d["category"] = [energy_category(a, n) for a, n in zip(d["arch"], d["N"].astype(float))]
-    d["rank"] = d["category"].map(lambda c: 0 if c == "ANN" else 1 if c.startswith("binary") else 2)
+    d["rank"] = d["category"].map(CATEGORIES.index)
     d = d.sort_values("rank", kind="stable")
-    fig = Figure(figsize=(max(6.0, 1.1 * len(d) + 3), 4.6), layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(d))
-    bottom = np.zeros(len(d))
-    part_colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
-    for (col, name), c in zip(ENERGY_STACK, part_colors):
-        h = d[f"{col}_mean"].fillna(0).to_numpy(float)
-        bars = ax.bar(x, h, bottom=bottom, color=c, label=name, width=0.7)
-        for patch in bars:
-            patch.set_gid(f"stack:{col}")
-        bottom += h
-    for xi, total in zip(x, bottom):
-        ax.text(xi, total, fmt_number(total), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [f"{lab}\n{cat}" for lab, cat in zip(d["label"], d["category"])],
-                  rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("energy per test image (µJ)")
-    ax.legend(fontsize=8)
-    ax.set_title("Energy per image: ANN vs binary SNN vs multi-level SNN")
+    size = _SIZE.get()
+    fig, (ax, ax_share) = panel_figure(
+        2, (11.0, 1.8 + 0.4 * len(d)), row_height=1.1 + 0.17 * len(d), paper_cols=2,
+        sharey=True)
+    y = np.arange(len(d))
+    totals = d["energy_uj_per_image_mean"].to_numpy(float)
+    std = d["energy_uj_per_image_std"].fillna(0).to_numpy(float)
+    bars = ax.barh(y, totals, xerr=std, capsize=2, height=0.7,
+                   color=[CATEGORY_COLORS[c] for c in d["category"]])
+    for patch, lab in zip(bars, d["label"]):
+        patch.set_gid(f"total:{lab}")
+    for yi, total, err in zip(y, totals, std):
+        ax.annotate(fmt_number(total), (total + err, yi), xytext=(2, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize=8)
+    if _wide(totals):
+        ax.set_xscale("log")
+    ax.margins(x=0.3)
+    ax.set_xlabel("µJ per test image" + (" (log)" if ax.get_xscale() == "log" else ""))
+    ax.set_title("(a) total")
+    ax.set_yticks(y, list(d["label"]))
+    ax.invert_yaxis()
+    terms = _energy_shares(ax_share, d, y)
+    shown = [c for c in CATEGORIES if c in set(d["category"])]
+    handles = [matplotlib.patches.Patch(color=CATEGORY_COLORS[c], label=f"(a) {c}")
+               for c in shown]
+    handles += [matplotlib.patches.Patch(color=TERM_COLORS[t],
+                                         label=f"(b) {ENERGY_TITLES.get(t, t)}") for t in terms]
+    ncol = {"column": 2, "page": 4}.get(size, 6)
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8,
+               ncol=min(len(handles), ncol))
+    title(fig, "Energy per test image: " + " vs ".join(shown))
     return fig
+
+
+def _wide(values: np.ndarray) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(len(v) and v.max() / v.min() > WIDE_RANGE)
+
+
+def _energy_shares(ax, d: pd.DataFrame, y: np.ndarray) -> list[str]:
+    """Stacked horizontal shares (%) of the terms present; returns those terms."""
+    terms = [t for t in ALL_ENERGY_TERMS if d[f"energy_{t}_uj_mean"].notna().any()]
+    ax.set_title("(b) shares")
+    if not terms:
+        ax.text(0.5, 0.5, "no breakdown recorded", ha="center", va="center",
+                transform=ax.transAxes)
+        return terms
+    parts = d[[f"energy_{t}_uj_mean" for t in terms]].fillna(0).to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = 100.0 * parts / parts.sum(axis=1, keepdims=True)
+    left = np.zeros(len(d))
+    for j, term in enumerate(terms):
+        w = np.nan_to_num(shares[:, j])
+        bars = ax.barh(y, w, left=left, height=0.7, color=TERM_COLORS[term],
+                       label=ENERGY_TITLES.get(term, term))
+        for patch in bars:
+            patch.set_gid(f"share:{term}")
+        left += w
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of the total")
+    return terms
 
 
 # ----------------------------------------------------------------------------- bars
 
 @styled
-def bars_figure(agg: pd.DataFrame, panels: list[tuple[str, str]], title: str,
+def bars_figure(agg: pd.DataFrame, metrics: list[tuple[str, str]], heading: str,
                 hlines: dict[str, tuple[float, str]] | None = None) -> Figure:
     """One panel per metric (column stem, y label with unit), one bar per group with the std
     over seeds as error bar; `hlines` maps a column stem to a reference line (value, label)."""
-    d = agg[agg[[f"{c}_mean" for c, _ in panels]].notna().any(axis=1)]
+    d = agg[agg[[f"{c}_mean" for c, _ in metrics]].notna().any(axis=1)]
     if d.empty:
-        raise SkipPlot("none of the completed runs has " + ", ".join(u for _, u in panels))
-    fig = Figure(figsize=(max(4.0, 0.8 * len(d) + 2) * len(panels), 4.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        raise SkipPlot("none of the completed runs has " + ", ".join(u for _, u in metrics))
+    fig, axes = panel_figure(len(metrics), (max(4.0, 0.8 * len(d) + 2) * len(metrics), 4.4))
     color = colors(list(d["label"]))
     x = np.arange(len(d))
-    for ax, (col, ylabel) in zip(axes, panels):
+    for ax, (col, ylabel) in zip(axes, metrics):
         bars = ax.bar(x, d[f"{col}_mean"].fillna(0), yerr=d[f"{col}_std"].fillna(0), capsize=3,
                       color=[color[lab] for lab in d["label"]], width=0.7)
         for patch in bars:
@@ -340,5 +494,5 @@ def bars_figure(agg: pd.DataFrame, panels: list[tuple[str, str]], title: str,
             ax.legend(fontsize=8)
         ax.set_xticks(x, list(d["label"]), rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
-    fig.suptitle(title)
+    title(fig, heading)
     return fig

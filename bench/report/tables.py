@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report.load import MEMORY_PARTS, SUM_PROBE, Records
+from bench.report.load import ALL_ENERGY_TERMS, SUM_PROBE, Records
 
 ARCH_NAMES = {"sew_resnet18": "SEW-ResNet18", "sparse_resnet18": "Sparse-ResNet18",
               "spiking_resnet18": "Spiking-ResNet18", "ann_resnet18": "ANN ResNet18",
@@ -35,9 +36,12 @@ class Metric:
 METRICS = (Metric("test_acc_pct", "accuracy (%)", "max"),
            Metric("spikes_total_per_image", "spikes / image", "min"),
            Metric("energy_uj_per_image", "energy (µJ / image)", "min"))
-ENERGY_PARTS = ("energy_arith_uj",) + tuple(f"energy_{p}_uj" for p in MEMORY_PARTS)
+ENERGY_PARTS = tuple(f"energy_{t}_uj" for t in ALL_ENERGY_TERMS)
+ENERGY_TITLES = {"arithmetic": "arithmetic (AC + MAC)", "ac": "AC", "mac": "MAC",
+                 "addressing": "addressing", "weights": "weights", "bias": "bias",
+                 "potentials": "potentials", "inputs": "inputs", "outputs": "outputs"}
 # Descriptive settings carried onto every aggregated row (constant within a group unless swept).
-DESCRIPTIVE = ("arch", "dataset", "T", "N", "barrier_estimator")
+DESCRIPTIVE = ("arch", "dataset", "T", "N", "barrier_estimator", "epochs", "energy_settings")
 
 
 # ----------------------------------------------------------------------------- labels
@@ -67,8 +71,17 @@ def run_label(row: pd.Series | dict, keys: list[str], with_estimator: bool = Fal
         hidden |= {"T", "N"}
     if full and has_barrier(arch):
         hidden.add("barrier_estimator")  # already named after the architecture
-    rest = [f"{k}={_fmt_key(row[k])}" for k in keys if k not in hidden]
+    rest = [f"{k}={_fmt_key(row[k])}" if k != "energy_settings" else _energy_label(row[k])
+            for k in keys if k not in hidden]
     return ", ".join(parts[:1] + rest) if parts else ", ".join(rest) or "all runs"
+
+
+def _energy_label(settings: Any) -> str:
+    """'energy: lemaire, event' from 'model lemaire, event counting, ...'."""
+    if not isinstance(settings, str):
+        return "energy: not recorded"
+    model, _, rest = settings.removeprefix("model ").partition(", ")
+    return f"energy: {model}, {rest.split(' counting')[0]}"
 
 
 def _fmt_key(value: Any) -> str:
@@ -246,20 +259,27 @@ class Table:
     bold: pd.DataFrame  # same shape as display, True = bold
     sentence: str
     formats: tuple[str, ...] = ("md", "csv", "tex")
+    note: str = ""  # shown under the table (e.g. the energy settings)
 
     def markdown(self) -> str:
         cells = self.display.mask(self.bold, "**" + self.display + "**")
         return cells.to_markdown(index=False, disable_numparse=True)
 
     def latex(self) -> str:
+        """A booktabs tabular scaled to the column width; numbers right-aligned."""
         css = self.bold.replace({True: "textbf:--rwrap;", False: ""})
         styler = (self.display.style.hide(axis="index")
                   .apply(lambda _: css, axis=None)
                   .format(escape="latex").format_index(escape="latex", axis=1))
-        tex = styler.to_latex(hrules=True, column_format="l" * self.display.shape[1])
+        align = "".join("r" if _numeric_column(self.display[c]) else "l"
+                        for c in self.display.columns)
+        tex = styler.to_latex(hrules=True, column_format=align)
         for char, command in LATEX_UNICODE.items():
             tex = tex.replace(char, command)
-        return tex
+        note = "".join(f"% {line}\n" for line in (self.sentence, self.note) if line)
+        # never wider than the column, never blown up past its natural width
+        return (f"{note}\\resizebox{{\\ifdim\\width>\\columnwidth\\columnwidth\\else"
+                f"\\width\\fi}}{{!}}{{%\n{tex}}}\n")
 
     def html(self) -> str:
         cells = self.display.map(html.escape)
@@ -269,7 +289,8 @@ class Table:
 
     def write(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        writers = {"md": lambda: self.markdown() + "\n", "tex": self.latex,
+        writers = {"md": lambda: self.markdown() + (f"\n\n{self.note}" if self.note else "")
+                   + "\n", "tex": self.latex,
                    "csv": lambda: self.numeric.to_csv(index=False, lineterminator="\n")}
         paths = []
         for ext in self.formats:
@@ -277,6 +298,13 @@ class Table:
             path.write_text(writers[ext](), encoding="utf-8")
             paths.append(path)
         return paths
+
+
+NUMERIC_CELL = re.compile(r"^(n/a|[+\-−]?[\d,]*\.?\d+( ± [\d,]*\.?\d+)?( ?(%|pp|x))?)?$")
+
+
+def _numeric_column(cells: pd.Series) -> bool:
+    return all(NUMERIC_CELL.match(str(c).strip()) for c in cells)
 
 
 def _key_display(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -350,24 +378,47 @@ def sum_rows(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(k=rows["probe"].str.extract(SUM_PROBE, expand=False).astype(int))
 
 
+def energy_settings_note(agg: pd.DataFrame, what: str = "rows") -> tuple[str, bool]:
+    """('Energy settings: ...', mixed?) for the groups of a table or figure."""
+    col = agg["energy_settings"] if "energy_settings" in agg.columns else pd.Series(dtype=object)
+    found = [s for s in col.dropna().unique()]
+    if not found:
+        return "Energy settings: not recorded in these runs.", False
+    if len(found) == 1:
+        return f"Energy settings: {found[0]}.", False
+    parts = []
+    for i, value in enumerate(found):
+        labels = list(agg.loc[col == value, "label"]) if "label" in agg.columns else []
+        parts.append(f"[{chr(65 + i)}] {value}" + (f" ({', '.join(labels)})" if labels else ""))
+    return (f"Energy settings differ between {what}, which are therefore not comparable "
+            f"with each other: " + "; ".join(parts) + "."), True
+
+
 def energy_table(agg: pd.DataFrame, keys: list[str], n_runs: int) -> Table | None:
-    """Energy per image split into arithmetic and the memory parts (means over seeds)."""
-    cols = list(ENERGY_PARTS) + ["energy_total_uj"]
+    """Energy per image split into the terms of the runs' energy model (means over seeds),
+    with the energy settings named under it (a column of its own when rows differ)."""
+    cols = [c for c in ENERGY_PARTS if agg[f"{c}_mean"].notna().any()] + ["energy_total_uj"]
     if agg[[f"{c}_mean" for c in cols]].isna().all().all():
         return None
-    titles = {"energy_arith_uj": "arithmetic", "energy_weights_uj": "weights",
-              "energy_membrane_uj": "membrane", "energy_bias_uj": "bias",
-              "energy_outputs_uj": "outputs", "energy_total_uj": "total"}
     display = _key_display(agg, keys)
     display["runs"] = agg["runs"].astype(str)
     bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
     numeric = agg[keys + ["runs"]].copy()
+    note, mixed = energy_settings_note(agg)
+    if mixed:
+        found = list(agg["energy_settings"].dropna().unique())
+        display["energy settings"] = agg["energy_settings"].map(
+            lambda v: f"[{chr(65 + found.index(v))}]" if v in found else "n/a")
+        bold["energy settings"] = False
     for c in cols:
-        title = f"{titles[c]} (µJ)"
+        term = c[len("energy_"):-len("_uj")]
+        title = f"{ENERGY_TITLES.get(term, term)} (µJ)"
         display[title] = agg[f"{c}_mean"].map(fmt_number)
         bold[title] = best_mask(agg[f"{c}_mean"], "min") if c == "energy_total_uj" else False
         numeric[f"{c}_mean"] = agg[f"{c}_mean"]
-    sentence = (f"Energy per test image split into arithmetic (AC + MAC) and memory accesses "
-                f"(weights, membrane, bias, outputs), mean over seeds, {len(agg)} groups from "
-                f"{n_runs} completed runs; lowest total in bold.")
-    return Table("energy", numeric, display, bold, sentence)
+    if "energy_settings" in agg.columns:
+        numeric["energy_settings"] = agg["energy_settings"]
+    sentence = (f"Energy per test image split into the terms of the energy model (arithmetic, "
+                f"addressing and memory accesses; a term the model lacks is n/a), mean over "
+                f"seeds, {len(agg)} groups from {n_runs} completed runs; lowest total in bold.")
+    return Table("energy", numeric, display, bold, sentence, note=note)
