@@ -69,6 +69,7 @@ class RunConfig:
     energy_counting: str = "value"
     # tracking
     wandb: str = "offline"
+    wandb_system_metrics: bool = True  # CPU/GPU/memory charts in the W&B run (a sampler thread)
     project: str = "bench"
     study: str = "default"
     run_id: str = ""  # empty: generated
