@@ -37,6 +37,7 @@ class RecordWriter(L.Callback):
     def __init__(self, record: RunRecord, probes: dict[str, L.Callback]) -> None:
         self.record, self.probes = record, probes
         self.epochs_completed = 0
+        self.last_row: dict[str, Any] = {}  # the last epoch's metrics (test resets callback_metrics)
         self._grads_written = 0
         self._t0 = time.perf_counter()
 
@@ -52,6 +53,7 @@ class RecordWriter(L.Callback):
             if key in m:
                 row[key] = float(m[key])
         self.record.add_metrics(row)
+        self.last_row = row
         spikes = self.probes.get("spikes")
         if spikes is not None and "val" in spikes.last:
             self.record.add_layers("val", trainer.current_epoch, spikes.last["val"])
@@ -86,7 +88,8 @@ def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: 
     out: dict[str, Any] = {
         "test_acc": float(m["test/acc"]) if "test/acc" in m else None,
         "test_loss": float(m["test/loss"]) if "test/loss" in m else None,
-        "val_acc": float(m["val/acc"]) if "val/acc" in m else None,
+        "val_acc": float(m["val/acc"]) if "val/acc" in m else (
+            writer.last_row.get("val/acc") if writer else None),
         "epochs_completed": writer.epochs_completed if writer else 0,
         "duration_s": round(time.perf_counter() - started, 3),
     }

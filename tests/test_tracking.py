@@ -72,6 +72,8 @@ def test_summary_is_the_last_logged_value(sparse_run):
     lrs = [r["lr-SGD"] for r in rows if "lr-SGD" in r]
     assert len(lrs) == 2 and lrs[0] == pytest.approx(0.08) and lrs[1] < lrs[0]
     assert summary["test_acc"] == pytest.approx(sparse_run["summary"]["test_acc"])
+    metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
+    assert sparse_run["summary"]["val_acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
     assert summary["status"] == "completed"
 
 
