@@ -108,6 +108,17 @@ def test_run_record_is_an_artifact(sparse_run):
         sparse_run["records"], "run")[0]["run_id"])
 
 
+def test_trial_user_attrs_point_at_the_wandb_run(sparse_run):
+    from bench.sweep.attrs import headline
+
+    attrs = headline(sparse_run["record_dir"])
+    run = of_type(sparse_run["records"], "run")[0]
+    assert attrs["wandb_run"] == f"bench/{run['run_id']}"
+    assert attrs["wandb_dir"] == str(sparse_run["folder"])
+    assert attrs["test_acc"] == sparse_run["summary"]["test_acc"]
+    assert attrs["val_acc"] is not None and attrs["epochs_completed"] == 2
+
+
 def test_checkpoints_become_a_model_artifact(tmp_path):
     import wandb
 

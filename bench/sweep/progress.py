@@ -143,7 +143,10 @@ class LiveProgress(Progress):
     def poll(self) -> None:
         trials = self.trials()
         for t in sorted(trials, key=lambda t: t.number):
-            p = progress_of(t) if t.state == TrialState.RUNNING else None
+            # a trial that ended since the last poll still gets its last epoch's line
+            live = t.state == TrialState.RUNNING or (t.state.is_finished()
+                                                     and t.number not in self.seen)
+            p = progress_of(t) if live else None
             if p and p["epoch"] > self.shown.get(t.number, 0):
                 self.shown[t.number] = p["epoch"]
                 print(self.epoch_line(t, p, trials), file=self.out, flush=True)

@@ -406,7 +406,6 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
     from bench.config import build_config
     from bench.record import run_dir
     from bench.run import execute
-
     from bench.sweep.progress import TrialReporter
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
