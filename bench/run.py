@@ -164,6 +164,8 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
             summary.update(wandb_dir=tracking.run_folder(logger),
                            wandb_run=tracking.run_path(logger))
             final = record.write_summary({"status": status, "error": error, **summary})
+            if logger is not None:  # a pruned or failed run's epochs so far
+                tracking.log_layers(logger, record.dir)
             tracking.finish(logger, final, record.dir)
         except Exception:  # noqa: BLE001
             record.write_summary({"status": status, "error": error, **summary})

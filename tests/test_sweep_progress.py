@@ -213,3 +213,40 @@ def test_reports_read_the_baseline_under_bench_and_the_legacy_key():
     assert sweep_baseline(records) == {"arch": "sew_resnet18"}
     records.studies = ["old"]
     assert sweep_baseline(records) == {"N": 1}
+
+
+def test_trial_reporter_reports_every_epoch_and_prunes_only_when_asked():
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.sweep.progress import TrialReporter
+
+    class Trial:
+        number = 4
+
+        def __init__(self):
+            self.reports, self.attrs = [], {}
+
+        def report(self, value, step):
+            self.reports.append((value, step))
+
+        def set_user_attr(self, key, value):
+            self.attrs[key] = value
+
+        def should_prune(self):
+            return True  # as a pruner that has seen better trials
+
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=3, max_epochs=10,
+                              callback_metrics={"val/acc": torch.tensor(0.5),
+                                                "val/loss": torch.tensor(float("nan"))})
+    trial = Trial()
+    TrialReporter(trial, "val/acc", "val/acc", prune=False).on_validation_end(trainer, None)
+    assert trial.reports == [(0.5, 3)]
+    assert trial.attrs["progress"] | {"elapsed_s": 0} == {
+        "trial": 4, "epoch": 4, "epochs": 10, "metric": "val/acc", "value": 0.5, "elapsed_s": 0}
+    nan = Trial()  # a non-finite metric is not reported (Optuna would store NaN)
+    TrialReporter(nan, "val/loss", "val/loss", prune=True).on_validation_end(trainer, None)
+    assert nan.reports == [] and nan.attrs["progress"]["value"] is None
+    with pytest.raises(optuna.TrialPruned, match="epoch 3"):
+        TrialReporter(Trial(), "val/acc", "val/acc", prune=True).on_validation_end(trainer, None)
