@@ -73,6 +73,7 @@ class RunConfig:
     energy_preset: str = "horowitz45"  # arithmetic of the `simple` model only
     # tracking
     wandb: str = "offline"
+    wandb_system_metrics: bool = True  # CPU/GPU/memory charts in the W&B run (a sampler thread)
     project: str = "bench"
     study: str = "default"
     run_id: str = ""  # empty: generated

@@ -22,8 +22,10 @@ class SpikingClassifier(L.LightningModule):
     def __init__(self, cfg: RunConfig, num_classes: int, in_channels: int) -> None:
         super().__init__()
         self.cfg = cfg
+        # kept in checkpoints, not sent to the loggers: W&B gets the resolved config once
+        # (bench.tracking), not a second nested copy as config.<key>
         self.save_hyperparameters({"config": cfg.to_dict(), "num_classes": num_classes,
-                                   "in_channels": in_channels})
+                                   "in_channels": in_channels}, logger=False)
         self.model = build_model(
             cfg.arch, num_classes=num_classes, in_channels=in_channels, T=cfg.T, N=cfg.N,
             estimator=cfg.estimator, barrier_estimator=cfg.barrier_estimator, alpha=cfg.alpha,

@@ -37,6 +37,7 @@ class RecordWriter(L.Callback):
     def __init__(self, record: RunRecord, probes: dict[str, L.Callback]) -> None:
         self.record, self.probes = record, probes
         self.epochs_completed = 0
+        self.last_row: dict[str, Any] = {}  # the last epoch's metrics (test resets callback_metrics)
         self._grads_written = 0
         self._t0 = time.perf_counter()
 
@@ -52,6 +53,7 @@ class RecordWriter(L.Callback):
             if key in m:
                 row[key] = float(m[key])
         self.record.add_metrics(row)
+        self.last_row = row
         spikes = self.probes.get("spikes")
         if spikes is not None and "val" in spikes.last:
             self.record.add_layers("val", trainer.current_epoch, spikes.last["val"])
@@ -86,7 +88,8 @@ def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: 
     out: dict[str, Any] = {
         "test_acc": float(m["test/acc"]) if "test/acc" in m else None,
         "test_loss": float(m["test/loss"]) if "test/loss" in m else None,
-        "val_acc": float(m["val/acc"]) if "val/acc" in m else None,
+        "val_acc": float(m["val/acc"]) if "val/acc" in m else (
+            writer.last_row.get("val/acc") if writer else None),
         "epochs_completed": writer.epochs_completed if writer else 0,
         "duration_s": round(time.perf_counter() - started, 3),
     }
@@ -114,7 +117,7 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
     """
     from bench.data import build_datamodule, check_available
     from bench.module import SpikingClassifier
-    from bench.tracking import finish, log_layers, make_logger
+    from bench import tracking
 
     if not cfg.run_id:
         cfg = cfg.replace(run_id=new_run_id(cfg))
@@ -127,13 +130,14 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
         datamodule = build_datamodule(cfg)
         module = SpikingClassifier(cfg, datamodule.num_classes, datamodule.in_channels)
         writer = RecordWriter(record, probes)
-        logger = make_logger(cfg, record.dir)
+        logger = tracking.make_logger(cfg, record.dir, trial)
         trainer = L.Trainer(
             accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
             limit_train_batches=_limit(cfg.limit_train_batches),
             limit_val_batches=_limit(cfg.limit_val_batches),
             limit_test_batches=_limit(cfg.limit_test_batches),
-            callbacks=[*probes.values(), *callbacks, writer], logger=logger or False,
+            callbacks=[*probes.values(), *callbacks, *tracking.callbacks(logger), writer],
+            logger=logger or False,
             enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
             enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
             deterministic="warn" if cfg.deterministic else False,
@@ -146,18 +150,25 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
             trainer.test(module, datamodule=datamodule, verbose=False)
         summary = summarize(trainer, probes, writer, started)
         if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
-            log_layers(logger, "test", probes["spikes"].last["test"])
-        summary["wandb_dir"] = finish(logger, {**summary, "status": "completed"})
-        return record.write_summary({"status": "completed", "error": None, **summary})
+            tracking.log_test_spikes(logger, probes["spikes"].last["test"])
+            tracking.log_layers(logger, record.dir)
+        summary.update(wandb_dir=tracking.run_folder(logger), wandb_run=tracking.run_path(logger))
+        final = record.write_summary({"status": "completed", "error": None, **summary})
+        tracking.finish(logger, final, record.dir)  # the final record goes into the artifact
+        return final
     except BaseException as exc:
         status = "pruned" if type(exc).__name__ == "TrialPruned" else "failed"
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         summary = summarize(trainer, probes, writer, started)
-        try:
-            summary["wandb_dir"] = finish(logger, {**summary, "status": status})
-        except Exception:  # a broken W&B run must not hide the real error
-            summary["wandb_dir"] = None
-        record.write_summary({"status": status, "error": error, **summary})
+        try:  # a broken W&B run must not hide the real error
+            summary.update(wandb_dir=tracking.run_folder(logger),
+                           wandb_run=tracking.run_path(logger))
+            final = record.write_summary({"status": status, "error": error, **summary})
+            if logger is not None:  # a pruned or failed run's epochs so far
+                tracking.log_layers(logger, record.dir)
+            tracking.finish(logger, final, record.dir)
+        except Exception:  # noqa: BLE001
+            record.write_summary({"status": status, "error": error, **summary})
         raise
 
 

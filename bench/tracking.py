@@ -3,6 +3,11 @@
 A run never needs a server: offline mode writes a local `.wandb` log under the run record
 (`wandb sync DIR` uploads it later). Online only when asked for (`--set wandb=online`,
 WANDB_MODE=online, or an API key in WANDB_API_KEY).
+
+What a run shows in W&B (README, "Weights & Biases"): a descriptive name and tags, the resolved
+config once, per-epoch metrics, the learning rate, system metrics, the layer statistics of every
+validation epoch and the test as one table, the avalanche as a line plot in depth order, and
+the run record (and checkpoints, when there are any) as artifacts.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+
 from bench.config import RunConfig
+
+RECORD_FILES = ("config.json", "summary.json", "metrics.csv", "layers.csv", "grads.csv")
+CHECKPOINTS = ("best.ckpt", "last.ckpt")
+LAYER_TABLE_COLUMNS = ["split", "epoch", "probe", "kind", "index", "spikes_per_image",
+                       "nonzero_per_image", "max_spike", "rate"]
 
 
 def wandb_mode(cfg: RunConfig) -> str:
@@ -23,7 +35,30 @@ def wandb_mode(cfg: RunConfig) -> str:
     return "offline"
 
 
-def make_logger(cfg: RunConfig, save_dir: Path):
+def run_name(cfg: RunConfig, trial: int | None = None) -> str:
+    """'avalanche/sew_resnet18-T1N4-seed0' (a sweep trial ends in '-t0003': unique in its study)."""
+    name = f"{cfg.study}/{cfg.arch}-T{cfg.T}N{cfg.N}-seed{cfg.seed}"
+    return name if trial is None else f"{name}-t{trial:04d}"
+
+
+def run_tags(cfg: RunConfig) -> list[str]:
+    return [f"study:{cfg.study}", f"dataset:{cfg.dataset}", f"arch:{cfg.arch}",
+            f"estimator:{cfg.estimator}"]
+
+
+def run_notes(cfg: RunConfig) -> str:
+    return (f"{cfg.arch} on {cfg.dataset}, T={cfg.T}, N={cfg.N}, estimator {cfg.estimator} "
+            f"(barrier {cfg.barrier_estimator}), {cfg.optimizer} lr {cfg.resolved_lr():g}, "
+            f"{cfg.epochs} epochs, seed {cfg.seed}; run record "
+            f"{Path(cfg.results) / cfg.study / 'runs' / cfg.run_id}")
+
+
+def run_config(cfg: RunConfig) -> dict[str, Any]:
+    """The run config as W&B shows it: every key once, defaults resolved (lr)."""
+    return {**cfg.to_dict(), "lr": cfg.resolved_lr()}
+
+
+def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None):
     """A WandbLogger for this run (project = cfg.project, group = the study), or None."""
     mode = wandb_mode(cfg)
     if mode == "disabled":
@@ -31,40 +66,131 @@ def make_logger(cfg: RunConfig, save_dir: Path):
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
-    settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False)
+    settings = wandb.Settings(console="off", silent=True, save_code=False,
+                              x_disable_stats=not cfg.wandb_system_metrics)
+    # group = study and job_type: the W&B workspace groups a sweep's trials in one view
     return WandbLogger(
-        project=cfg.project, group=cfg.study, name=cfg.run_id, save_dir=str(save_dir),
-        offline=mode == "offline", mode=mode, config=cfg.to_dict(), settings=settings,
-        job_type="sweep-trial" if cfg.study != "default" else "run", log_model=False,
+        project=cfg.project, group=cfg.study, name=run_name(cfg, trial), tags=run_tags(cfg),
+        notes=run_notes(cfg), save_dir=str(save_dir), offline=mode == "offline", mode=mode,
+        config=run_config(cfg), settings=settings, log_model=False,
+        job_type="sweep-trial" if trial is not None else "run",
     )
 
 
-def log_layers(logger, split: str, table: dict[str, dict[str, Any]]) -> None:
-    """Per-probe spike counts as a W&B table and bar chart (the avalanche plot in the dashboard)."""
-    import wandb
+def callbacks(logger) -> list[L.Callback]:
+    """Lightning callbacks that only make sense with a logger: the learning-rate curve."""
+    if logger is None:
+        return []
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
-    columns = ["probe", "kind", "index", "spikes_per_image", "nonzero_per_image", "max_spike"]
-    rows = [[probe, s["kind"], s["index"], s["spikes_per_image"], s["nonzero_per_image"],
-             s["max_spike"]] for probe, s in table.items()]
-    wb_table = wandb.Table(columns=columns, data=rows)
-    logger.experiment.log({
-        f"{split}/layers": wb_table,
-        f"{split}/spikes_per_image_bar": wandb.plot.bar(
-            wb_table, "probe", "spikes_per_image", title=f"{split}: spikes per image at each probe"),
-        **{f"{split}/spikes/{probe}_per_image": s["spikes_per_image"] for probe, s in table.items()},
-    })
+    return [LearningRateMonitor(logging_interval="epoch")]  # lr-<Optimizer>, one point an epoch
 
 
-def finish(logger, summary: dict[str, Any]) -> str | None:
-    """Write the summary scalars into the W&B run, close it, and return its local folder."""
+def run_path(logger) -> str | None:
+    """'entity/project/id' (online) or 'project/id' (offline): the run's W&B path."""
     if logger is None:
         return None
     run = logger.experiment
-    flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "config"}
-    flat.update({f"grad_norm/{k}": v for k, v in (summary.get("grad_norm_per_block") or {}).items()})
+    return "/".join(p for p in (run.entity, run.project, run.id) if p)
+
+
+def run_folder(logger) -> str | None:
+    """The local W&B run folder (.../wandb/offline-run-<time>-<id>), for `wandb sync`."""
+    if logger is None:
+        return None
+    return str(Path(logger.experiment.dir).parent)
+
+
+def _is_sum(layers):
+    return layers["probe"].astype(str).str.fullmatch(r"sum\d+")
+
+
+def _depth_order(layers):
+    """Residual sums sum0..sumK (the avalanche; SEW's adds, Sparse's barriers) if the model has
+    any, else every probe; by depth."""
+    sums = layers[_is_sum(layers)]
+    return (sums if not sums.empty else layers).sort_values("index")
+
+
+def log_layers(logger, record_dir: Path) -> None:
+    """layers.csv as one W&B table (every validation epoch and the test) and the avalanche:
+    spikes per image at each residual sum in depth order, one line per split (validation:
+    its last epoch)."""
+    import pandas as pd
+    import wandb
+
+    layers = pd.read_csv(Path(record_dir) / "layers.csv")
+    if layers.empty:
+        return
+    rows = layers[LAYER_TABLE_COLUMNS].astype(object).where(layers[LAYER_TABLE_COLUMNS].notna())
+    xs, ys, keys = [], [], []
+    for split in ("val", "test"):
+        part = layers[layers["split"] == split]
+        if part.empty:
+            continue
+        last = _depth_order(part[part["epoch"] == part["epoch"].max()])
+        xs.append(list(range(len(last))))
+        ys.append([float(v) for v in last["spikes_per_image"]])
+        keys.append(f"val (epoch {int(last['epoch'].iloc[0])})" if split == "val" else split)
+    what = "residual sum" if _is_sum(layers).any() else "probe"
+    logger.experiment.log({
+        "layers": wandb.Table(columns=LAYER_TABLE_COLUMNS, data=rows.values.tolist()),
+        "avalanche": wandb.plot.line_series(
+            xs=xs, ys=ys, keys=keys, xname=f"{what} index (depth order)",
+            title=f"spikes per image at each {what}"),
+    })
+
+
+def log_test_spikes(logger, table: dict[str, dict[str, Any]]) -> None:
+    """Per-probe test spike counts as scalars (test/spikes/<probe>_per_image)."""
+    logger.experiment.log(
+        {f"test/spikes/{probe}_per_image": s["spikes_per_image"] for probe, s in table.items()})
+
+
+def summary_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's scalars for the W&B summary. Names that W&B also logs as a curve keep its
+    last point; the gradient norms' epoch mean gets its own name."""
+    flat = {k: v for k, v in summary.items()
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "config"}
+    flat.update({f"grad_norm_epoch_mean/{k}": v
+                 for k, v in (summary.get("grad_norm_per_block") or {}).items()})
     energy = summary.get("energy") or {}
     flat.update({f"energy/{k}": v for k, v in energy.items() if isinstance(v, (int, float))})
-    run.summary.update(flat)
-    folder = str(Path(run.dir).parent)  # .../wandb/offline-run-<time>-<id>
+    return flat
+
+
+def log_artifacts(run, record_dir: Path) -> None:
+    """The run record (type run-record) and any checkpoints (type model) as artifacts; offline
+    they are kept with the run and uploaded by `wandb sync`."""
+    import wandb
+
+    record_dir = Path(record_dir)
+    # artifact names are per project: results/<study>/runs/<run_id> -> <study>-<run_id>
+    base = f"{record_dir.parent.parent.name}-{record_dir.name}"
+    record = wandb.Artifact(f"record-{base}", type="run-record",
+                            description=f"bench run record {record_dir}")
+    for name in RECORD_FILES:
+        if (record_dir / name).is_file():
+            record.add_file(str(record_dir / name))
+    run.log_artifact(record)
+    found = [record_dir / n for n in CHECKPOINTS if (record_dir / n).is_file()]
+    if found:
+        model = wandb.Artifact(f"model-{base}", type="model",
+                               description=f"checkpoints of bench run {record_dir}")
+        for path in found:
+            model.add_file(str(path))
+        run.log_artifact(model)
+
+
+def finish(logger, summary: dict[str, Any], record_dir: Path | None = None) -> str | None:
+    """Write the summary scalars and the record's artifacts into the W&B run, close it, and
+    return its local folder."""
+    if logger is None:
+        return None
+    run = logger.experiment
+    run.summary.update(summary_values(summary))
+    folder = run_folder(logger)
+    if record_dir is not None:
+        log_artifacts(run, record_dir)
     run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
     return folder

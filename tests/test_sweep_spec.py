@@ -90,7 +90,7 @@ def test_set_overrides_fix_a_swept_parameter_and_add_new_keys():
     saved = spec.to_dict()
     assert saved["parameters"]["dataset"] == {"value": "digits"}
     assert saved["parameters"]["arch"] == {"values": ["sew_resnet18", "sparse_resnet18"]}
-    assert saved["baseline"] == {"arch": "sew_resnet18"}
+    assert saved["bench"] == {"baseline": {"arch": "sew_resnet18"}}  # bench's own key
     with_new = load_spec(SWEEPS / "avalanche.yaml", sets=["limit_train_batches=3"])
     assert with_new.fixed["limit_train_batches"] == 3.0
 

@@ -319,9 +319,11 @@ def group_keys(records: Records) -> list[str]:
 
 
 def sweep_baseline(records: Records) -> dict[str, Any]:
-    """The first `baseline:` mapping among the studies' sweep files ({} if none)."""
+    """The first `bench.baseline` (or legacy top-level `baseline:`) mapping among the studies'
+    sweep files ({} if none)."""
     for study in records.studies:
-        base = (records.sweeps.get(study) or {}).get("baseline")
+        sweep = records.sweeps.get(study) or {}
+        base = (sweep.get("bench") or {}).get("baseline") or sweep.get("baseline")
         if isinstance(base, dict) and base:
             return {str(k): v for k, v in base.items()}
     return {}

@@ -31,7 +31,8 @@ def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
                storage: str | None = None, results: str | None = None) -> int:
     """Run (or continue) a sweep; returns the number of failed trials (0 when all completed)."""
     from bench.sweep.spec import load_spec
-    from bench.sweep.status import Progress, count_text, counts, table
+    from bench.sweep.progress import LiveProgress
+    from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
     from bench.sweep.study import open_study, recover, study_id, supervise, target_reached
 
@@ -48,7 +49,7 @@ def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
     sid = study_id(store, spec.name)
     requeued = recover(study, store, spec, retry=True)
     _header(spec, workers, storage, study_dir, store.get_all_trials(sid, deepcopy=False), requeued)
-    progress = Progress(store, sid, resolved)
+    progress = LiveProgress(store, sid, resolved, workers=workers)
     try:
         supervise(spec, store, study, workers=workers, storage_url=storage,
                   results=str(results or "results"), on_poll=progress.poll)
@@ -83,6 +84,7 @@ def _header(spec: "SweepSpec", workers: int, storage: str | None, study_dir: Pat
 
 def main_status(results_dir: str, storage: str | None = None) -> int:
     """Print the trial table of the sweep in results_dir (its journal, or --storage)."""
+    from bench.sweep.replicates import replicate_keys, replicate_table
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
     from bench.sweep.study import SPEC_ATTR, study_id
@@ -103,6 +105,9 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
     spec = store.get_study_user_attrs(sid).get(SPEC_ATTR) or {}
     trials = store.get_all_trials(sid, deepcopy=False)
     print(table(trials, spec))
+    if replicate_keys(spec):
+        print(f"\nper configuration, over replicates ({', '.join(replicate_keys(spec))}):\n"
+              f"{replicate_table(trials, spec)}")
     print(f"\n{count_text(counts(trials))}\nresults: {path}")
     return 0
 

@@ -27,7 +27,10 @@ from bench.errors import BenchError
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
 TOP_KEYS = ("name", "method", "metric", "parameters", "early_terminate", "run_cap", "description",
-            "program", "command", "project", "entity", "baseline")
+            "program", "command", "project", "entity", "bench", "baseline")
+# `bench:` is the one key W&B's sweep schema does not know: bench's own settings live under it
+# (`baseline:` at the top level is still read, from files written before `bench:` existed)
+BENCH_KEYS = ("baseline", "replicates")
 IGNORED_KEYS = ("program", "command", "entity")  # W&B agent settings: bench runs trials itself
 METRIC_KEYS = ("name", "goal", "target")
 PARAM_KEYS = ("value", "values", "min", "max", "distribution", "q")
@@ -131,18 +134,25 @@ class SweepSpec:
     project: str | None = None
     baseline: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    replicates: tuple[str, ...] = ()  # swept keys whose values repeat one configuration (seed)
 
     @property
     def direction(self) -> str:
         return self.goal
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        return {name: p.optuna() for name, p in self.params.items()}
+        """The searched parameters (Optuna's params); replicate keys are not searched."""
+        return {name: p.optuna() for name, p in self.params.items()
+                if name not in self.replicates}
 
     def grid(self) -> list[dict[str, Any]]:
-        names = list(self.params)
+        """Every point; replicate keys vary slowest, so each configuration's first replicate
+        runs before any second one."""
+        names = [*self.replicates, *(n for n in self.params if n not in self.replicates)]
         axes = [self.params[n].grid_values() for n in names]
-        return [dict(zip(names, point)) for point in itertools.product(*axes)]
+        order = list(self.params)
+        return [{n: dict(zip(names, point))[n] for n in order}
+                for point in itertools.product(*axes)]
 
     def slots(self) -> list[dict[str, Any]]:
         """The trials of the sweep, enqueued once each: grid points, or run_cap empty dicts
@@ -186,8 +196,19 @@ class SweepSpec:
             out["project"] = self.project
         if self.early_terminate:
             out["early_terminate"] = dict(self.early_terminate)
+        own: dict[str, Any] = {}
         if self.baseline:
-            out["baseline"] = dict(self.baseline)
+            own["baseline"] = dict(self.baseline)
+        if self.replicates:
+            own["replicates"] = list(self.replicates)
+        if own:
+            out["bench"] = own
+        return out
+
+    def to_wandb(self) -> dict[str, Any]:
+        """The resolved sweep as W&B's schema accepts it (without bench's own `bench:` key)."""
+        out = self.to_dict()
+        out.pop("bench", None)
         return out
 
     def fingerprint(self) -> str:
@@ -231,11 +252,13 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
         raise BenchError(f"{where} method {method} needs 'run_cap' (the number of trials)")
     if method == "random" and not params:
         raise BenchError(f"{where} method random needs at least one swept parameter")
+    own = _bench(data, where)
     spec = SweepSpec(name=name, method=method, metric=metric, goal=goal, params=params,
                      fixed=fixed, run_cap=run_cap, target=target, early_terminate=early,
                      project=_opt_str(data.get("project"), "project", where),
-                     baseline=_baseline(data.get("baseline"), where),
-                     description=_opt_str(data.get("description"), "description", where))
+                     baseline=_baseline(own.get("baseline"), where),
+                     description=_opt_str(data.get("description"), "description", where),
+                     replicates=_replicates(own.get("replicates"), method, params, where))
     if early and spec.monitor() is None:
         raise BenchError(f"{where} early_terminate needs a metric measured every epoch; "
                          f"'{metric}' is not (use val/acc, val/loss, test_acc, val_acc or test_loss)")
@@ -460,6 +483,41 @@ def _run_cap(raw: Any, method: str, where: str) -> int | None:
     return raw
 
 
+def _bench(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """bench's own settings: the `bench:` mapping (plus a legacy top-level `baseline:`)."""
+    own = data.get("bench") or {}
+    if not isinstance(own, dict):
+        raise BenchError(f"{where} 'bench' must be a mapping with keys {', '.join(BENCH_KEYS)}")
+    for key in own:
+        if key not in BENCH_KEYS:
+            raise BenchError(f"{where} unknown key 'bench.{key}'; allowed: {', '.join(BENCH_KEYS)}")
+    if "baseline" in data:
+        if "baseline" in own:
+            raise BenchError(f"{where} 'baseline' is given twice (top level and bench.baseline); "
+                             "keep bench.baseline")
+        own = {**own, "baseline": data["baseline"]}
+    return own
+
+
+def _replicates(raw: Any, method: str, params: dict[str, Param], where: str) -> tuple[str, ...]:
+    """bench.replicates: swept keys (e.g. seed) whose values are replicates of one configuration,
+    run for every point of the grid and left out of Optuna's searched parameters."""
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise BenchError(f"{where} bench.replicates must be a key or a list of keys, e.g. [seed]; "
+                         f"got {raw!r}")
+    if method != "grid":
+        raise BenchError(f"{where} bench.replicates needs method grid (a sampler cannot repeat "
+                         f"its point for each replicate); got method {method}")
+    for name in names:
+        if name not in cfgmod.keys():
+            raise BenchError(f"{where} bench.replicates: '{name}' is not a bench run config key")
+    # a key fixed by `value:` or --set is one replicate: nothing to repeat
+    return tuple(n for n in names if n in params)
+
+
 def _baseline(raw: Any, where: str) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -471,4 +529,14 @@ def _baseline(raw: Any, where: str) -> dict[str, Any]:
         if key not in cfgmod.keys():
             raise BenchError(f"{where} baseline key '{key}' is not a bench run config key")
         out[key] = _coerce(key, value, where)
+    return out
+
+
+def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
+    """A study's saved sweep from before `bench:` existed, in today's form (its top-level
+    `baseline` moved under `bench`), so that re-running the same file continues it."""
+    if "baseline" not in stored:
+        return stored
+    out = {k: v for k, v in stored.items() if k != "baseline"}
+    out["bench"] = {**(out.get("bench") or {}), "baseline": stored["baseline"]}
     return out

@@ -14,6 +14,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.sweep.attrs import param_value
 from bench.sweep.study import superseded
 
 
@@ -54,8 +55,7 @@ def frame(trials: list[FrozenTrial], spec: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for t in visible(trials):
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
-        row.update({k: t.params.get(k, t.system_attrs.get("fixed_params", {}).get(k))
-                    for k in names})
+        row.update({k: param_value(t, k) for k in names})
         row[metric] = t.value
         row["seconds"] = seconds(t)
         started = t.state != TrialState.WAITING  # a re-queued trial carries its old attrs
@@ -87,7 +87,7 @@ def _fmt(value: Any) -> str:
 
 def progress_line(t: FrozenTrial, spec: dict[str, Any], c: dict[str, int]) -> str:
     metric = spec.get("metric", {}).get("name", "value")
-    params = " ".join(f"{k}={_fmt(t.params.get(k))}" for k in swept_names(spec))
+    params = " ".join(f"{k}={_fmt(param_value(t, k))}" for k in swept_names(spec))
     value = "-" if t.value is None or not math.isfinite(t.value) else _fmt(t.value)
     line = (f"trial {t.number:>4} {t.state.name:<8} {params}  {metric}={value}  "
             f"{_fmt(seconds(t))} s  [{count_text(c)}]")

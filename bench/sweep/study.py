@@ -37,7 +37,8 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import BenchError
-from bench.sweep.spec import SUMMARY_METRICS, SweepSpec
+from bench.sweep.attrs import enqueue_args, name_metric, replicate_values, set_headline
+from bench.sweep.spec import SUMMARY_METRICS, SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import (OWNER, open_storage, owner_alive, owner_info, quiet_optuna,
                                  retry_callback)
 
@@ -70,6 +71,7 @@ def open_study(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
         return study
     sid = study_id(storage, spec.name)
     storage.set_study_system_attr(sid, CREATOR_ATTR, owner_info(-1))
+    name_metric(study, spec)
     storage.set_study_user_attr(sid, SPEC_ATTR, json.loads(spec.fingerprint()))
     _enqueue_missing(study, spec)
     storage.set_study_user_attr(sid, ENQUEUED_ATTR, len(spec.slots()))
@@ -79,9 +81,10 @@ def open_study(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
 def _enqueue_missing(study: optuna.Study, spec: SweepSpec) -> None:
     """Enqueue every slot that has no trial yet (dedupe by slot index, kept in user attrs)."""
     have = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
-    for slot, params in enumerate(spec.slots()):
+    for slot, point in enumerate(spec.slots()):
         if slot not in have:
-            study.enqueue_trial(params, user_attrs={"slot": slot})
+            params, attrs = enqueue_args(spec, slot, point)  # replicate keys: user attrs
+            study.enqueue_trial(params, user_attrs=attrs)
 
 
 def _wait_until_enqueued(study: optuna.Study, spec: SweepSpec, storage: BaseStorage) -> None:
@@ -105,6 +108,7 @@ def _check_same_sweep(study: optuna.Study, spec: SweepSpec) -> None:
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
         return
+    stored = upgrade_fingerprint(stored)
     mine = json.loads(spec.fingerprint())
     if json.dumps(stored, sort_keys=True) == json.dumps(mine, sort_keys=True):
         return
@@ -384,7 +388,7 @@ def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
             assert isinstance(dist, FloatDistribution)
             out[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step,
                                             log=dist.log)
-    return out
+    return {**out, **replicate_values(spec, trial.user_attrs)}
 
 
 def trial_layers(spec: SweepSpec, params: dict[str, Any], results: str,
@@ -402,16 +406,16 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
     from bench.config import build_config
     from bench.record import run_dir
     from bench.run import execute
+    from bench.sweep.progress import TrialReporter
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
-    callbacks = []
-    if spec.early_terminate:
-        from optuna_integration import PyTorchLightningPruningCallback
-
-        # optuna_integration imports `lightning.pytorch` (checked with lightning 2.6): it reports
-        # the monitored metric after every validation epoch and raises TrialPruned
-        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=spec.monitor()))
-    summary = execute(cfg, trial=trial.number, callbacks=callbacks)
+    # intermediate values and live progress every epoch; pruning only with early_terminate
+    reporter = TrialReporter(trial, spec.monitor(), shown=spec.monitor() or "val/acc",
+                             prune=bool(spec.early_terminate))
+    try:
+        summary = execute(cfg, trial=trial.number, callbacks=[reporter])
+    finally:  # completed, pruned or failed: the dashboard gets the run's numbers
+        set_headline(trial, run_dir(cfg))
     return metric_value(spec.metric, summary, run_dir(cfg))
 
 
