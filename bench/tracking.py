@@ -155,7 +155,11 @@ def summary_values(summary: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"grad_norm_epoch_mean/{k}": v
                  for k, v in (summary.get("grad_norm_per_block") or {}).items()})
     energy = summary.get("energy") or {}
-    flat.update({f"energy/{k}": v for k, v in energy.items() if isinstance(v, (int, float))})
+    # the settings (model, counting, sram, ...) and totals, then the eight terms in uJ per image
+    flat.update({f"energy/{k}": v for k, v in energy.items()
+                 if isinstance(v, (int, float, str, bool))})
+    flat.update({f"energy/{k}_uj_per_image": v
+                 for k, v in (energy.get("breakdown_uj_per_image") or {}).items()})
     return flat
 
 
