@@ -23,8 +23,12 @@ def wandb_mode(cfg: RunConfig) -> str:
     return "offline"
 
 
-def make_logger(cfg: RunConfig, save_dir: Path):
-    """A WandbLogger for this run (project = cfg.project, group = the study), or None."""
+def make_logger(cfg: RunConfig, save_dir: Path, *, resume_id: str | None = None,
+                job_type: str | None = None, name: str | None = None, config: dict | None = None):
+    """A WandbLogger for this run (project = cfg.project, group = the study), or None.
+
+    resume_id: continue that W&B run (a resumed run); job_type/name/config: an eval's own.
+    """
     mode = wandb_mode(cfg)
     if mode == "disabled":
         return None
@@ -32,11 +36,19 @@ def make_logger(cfg: RunConfig, save_dir: Path):
     from lightning.pytorch.loggers import WandbLogger
 
     settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False)
+    resume = {"id": resume_id, "resume": "allow"} if resume_id else {}
     return WandbLogger(
-        project=cfg.project, group=cfg.study, name=cfg.run_id, save_dir=str(save_dir),
-        offline=mode == "offline", mode=mode, config=cfg.to_dict(), settings=settings,
-        job_type="sweep-trial" if cfg.study != "default" else "run", log_model=False,
+        project=cfg.project, group=cfg.study, name=name or cfg.run_id, save_dir=str(save_dir),
+        offline=mode == "offline", mode=mode, config=config or cfg.to_dict(), settings=settings,
+        job_type=job_type or ("sweep-trial" if cfg.study != "default" else "run"),
+        log_model=False, **resume,
     )
+
+
+def wandb_run_id(save_dir: Path) -> str | None:
+    """The id of the latest W&B run under save_dir (folders wandb/<offline-run|run>-<time>-<id>)."""
+    runs = sorted(p.name for p in (Path(save_dir) / "wandb").glob("*run-*-*") if p.is_dir())
+    return runs[-1].rsplit("-", 1)[-1] if runs else None
 
 
 def log_layers(logger, split: str, table: dict[str, dict[str, Any]]) -> None:
