@@ -6,8 +6,9 @@ key `checkpoint`. Both are Lightning ModelCheckpoints saved at the end of each t
 after RecordWriter has written that epoch's rows (Lightning runs checkpoint callbacks last), so
 a checkpoint always covers every row before it: resuming cuts the CSVs back to the row counts the
 checkpoint holds and carries on from the next epoch. Lightning restores weights, optimiser,
-scheduler and loop state; `RngState` adds the global RNGs and the training loader's shuffling
-generator, so a resumed run draws what the uninterrupted run would have drawn.
+scheduler and loop state; `RngState` adds the global RNGs and the data module (bench/data) the
+training loader's shuffling generator, so a resumed run draws what the uninterrupted run would
+have drawn.
 """
 
 from __future__ import annotations
@@ -96,20 +97,8 @@ def clear_checkpoints(folder: Path) -> None:
 
 
 class RngState(L.Callback):
-    """Global RNG states (python, numpy, torch, CUDA) and the training loader's generator, saved in
-    every checkpoint and put back right before the first resumed epoch creates its iterator."""
-
-    def __init__(self) -> None:
-        self._trainer: L.Trainer | None = None
-        self._pending: dict[str, Any] | None = None
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._trainer = trainer
-
-    def _loader_generator(self) -> torch.Generator | None:
-        loader = self._trainer.train_dataloader if self._trainer is not None else None
-        gen = getattr(loader, "generator", None)
-        return gen if isinstance(gen, torch.Generator) else None
+    """Global RNG states (python, numpy, torch, CUDA) in every checkpoint, put back when a run
+    resumes (the loader's own shuffling generator is the data module's state: bench/data)."""
 
     def state_dict(self) -> dict[str, Any]:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -118,27 +107,15 @@ class RngState(L.Callback):
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        gen = self._loader_generator()
-        if gen is not None:
-            state["loader"] = gen.get_state()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending = state_dict
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        state, self._pending = self._pending, None
-        if not state:
-            return
-        random.setstate(state["python"])
-        torch.set_rng_state(state["torch"])
-        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        random.setstate(state_dict["python"])
+        torch.set_rng_state(state_dict["torch"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        gen = self._loader_generator()
-        if gen is not None and "loader" in state:
-            gen.set_state(state["loader"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 def resumable(folder: Path) -> bool:
