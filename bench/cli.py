@@ -16,7 +16,14 @@ from bench.errors import BenchError
 def _run(args: argparse.Namespace) -> int:
     from bench.run import main_run
 
-    return main_run(config_file=args.config, sets=args.set, results=args.results)
+    return main_run(config_file=args.config, sets=args.set, results=args.results,
+                    resume=args.resume)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from bench.evaluate import main_eval
+
+    return main_eval(args.target, sets=args.set, split=args.split)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -54,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench",
         description="Benchmark harness for multi-level spiking neural networks "
-        "(run, sweep, report, figures, perf).",
+        "(run, eval, sweep, report, figures, perf).",
     )
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
@@ -62,7 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML file of config keys")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     r.add_argument("--results", help="results root (default results/)")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from RUN_DIR/last.ckpt (its own config)")
     r.set_defaults(func=_run)
+
+    ev = sub.add_parser("eval", help="measure a trained model again (accuracy, spikes, energy)")
+    ev.add_argument("target", metavar="RUN_DIR_OR_CKPT",
+                    help="a run folder (its best.ckpt, else last.ckpt) or a .ckpt file")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key that does not change the network")
+    ev.add_argument("--split", choices=("test", "val"), default="test")
+    ev.set_defaults(func=_eval)
 
     s = sub.add_parser("sweep", help="an Optuna sweep described by a W&B-schema YAML file")
     s.add_argument("file")

@@ -22,6 +22,13 @@ SCHEDULES = ("cosine", "onecycle", "none")
 ROUNDINGS = ("floor", "round")
 WANDB_MODES = ("offline", "online", "disabled")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+CHECKPOINTS = ("both", "last", "best", "none")  # last.ckpt (resume) and/or best.ckpt (by val/acc)
+# Keys that make a different trained network: its layers and weights' meaning (arch, N, threshold,
+# rounding...), its timesteps (T), its input (dataset, image_size). `bench eval` refuses to change
+# them; everything else (energy model, probes, batch size, limits, hardware, the gradient-only
+# estimator settings) can be changed when a trained model is measured again.
+NETWORK_KEYS = ("dataset", "arch", "T", "N", "threshold", "learnable_threshold", "rounding",
+                "image_size")
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class RunConfig:
     run_id: str = ""  # empty: generated
     results: str = "results"
     progress_bar: bool = True
+    checkpoint: str = "both"  # which of last.ckpt / best.ckpt the run folder keeps
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
@@ -110,6 +118,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rounding": ROUNDINGS,
     "wandb": WANDB_MODES,
     "precision": PRECISIONS,
+    "checkpoint": CHECKPOINTS,
 }
 POSITIVE = ("T", "N", "epochs", "batch_size", "grad_every", "image_size")
 NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed")

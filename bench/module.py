@@ -6,22 +6,37 @@ norms, energy, the run record) are callbacks in bench/probes and bench/record.py
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from bench.config import RunConfig
+from bench.config import RunConfig, keys
 from bench.models import build_model
 
 SPLITS = ("train", "val", "test")
 
 
+def _run_config(config: RunConfig | Mapping[str, Any]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    from bench.config import build_config
+
+    # a checkpoint written by another bench version may hold keys this one no longer knows
+    return build_config({k: v for k, v in config.items() if k in keys()})
+
+
 class SpikingClassifier(L.LightningModule):
-    def __init__(self, cfg: RunConfig, num_classes: int, in_channels: int) -> None:
+    """`config` is a RunConfig or its dict: the hyperparameters saved in a checkpoint are exactly
+    this constructor's arguments, so `SpikingClassifier.load_from_checkpoint(path)` needs no other."""
+
+    def __init__(self, config: RunConfig | Mapping[str, Any], num_classes: int,
+                 in_channels: int) -> None:
         super().__init__()
-        self.cfg = cfg
+        cfg = self.cfg = _run_config(config)
         # kept in checkpoints, not sent to the loggers: W&B gets the resolved config once
         # (bench.tracking), not a second nested copy as config.<key>
         self.save_hyperparameters({"config": cfg.to_dict(), "num_classes": num_classes,

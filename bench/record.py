@@ -68,24 +68,52 @@ def _git_commit() -> str | None:
         return None
 
 
+CSV_FILES = {"metrics.csv": METRIC_COLUMNS, "layers.csv": LAYER_COLUMNS, "grads.csv": GRAD_COLUMNS}
+
+
 class RunRecord:
-    def __init__(self, cfg: RunConfig, trial: int | None = None) -> None:
+    """A run's folder (`run_dir(cfg)` unless `directory` is given, as for an eval record).
+
+    `resume=True` keeps config.json and the CSV rows already written (a resumed run then cuts
+    each CSV back to its checkpoint with `truncate`); `rows` counts the data rows of each CSV.
+    """
+
+    def __init__(self, cfg: RunConfig, trial: int | None = None, *, directory: Path | None = None,
+                 resume: bool = False) -> None:
         self.cfg, self.trial = cfg, trial
-        self.dir = run_dir(cfg)
+        self.dir = Path(directory) if directory is not None else run_dir(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
-        config = {**cfg.to_dict(), "versions": _versions(), "git_commit": _git_commit(),
-                  "host": socket.gethostname(), "argv": sys.argv, "trial": trial}
-        write_json_atomic(self.dir / "config.json", config)
-        for name, columns in (("metrics.csv", METRIC_COLUMNS), ("layers.csv", LAYER_COLUMNS),
-                              ("grads.csv", GRAD_COLUMNS)):
-            with open(self.dir / name, "w", newline="") as f:
-                csv.writer(f).writerow(columns)
+        self.rows = {name: 0 for name in CSV_FILES}
+        if not resume:
+            config = {**cfg.to_dict(), "versions": _versions(), "git_commit": _git_commit(),
+                      "host": socket.gethostname(), "argv": sys.argv, "trial": trial}
+            write_json_atomic(self.dir / "config.json", config)
+            for name, columns in CSV_FILES.items():
+                with open(self.dir / name, "w", newline="") as f:
+                    csv.writer(f).writerow(columns)
         self.write_summary({"status": "running"})
 
+    def truncate(self, rows: dict[str, int]) -> None:
+        """Keep the header and the first rows[name] data rows of each CSV (atomically): rows
+        written after a checkpoint are written again when the run resumes from it."""
+        for name in CSV_FILES:
+            path, keep = self.dir / name, int(rows.get(name, 0))
+            with open(path, "rb") as f:
+                lines = f.readlines()[:keep + 1]
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as f:
+                f.writelines(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            self.rows[name] = len(lines) - 1
+
     def _append(self, name: str, columns: list[str], rows: Iterable[dict]) -> None:
+        rows = list(rows)
         with open(self.dir / name, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writerows(rows)
+        self.rows[name] += len(rows)
 
     def add_metrics(self, row: dict) -> None:
         self._append("metrics.csv", METRIC_COLUMNS, [row])

@@ -32,7 +32,11 @@ def _limit(value: float) -> float | int:
 
 
 class RecordWriter(L.Callback):
-    """Copies what the probes measured into the run record at each epoch end (listed last)."""
+    """Copies what the probes measured into the run record at each epoch end (listed last).
+
+    Its checkpointed state is the number of rows each CSV held at the checkpoint: loading it
+    (resume) cuts the CSVs back to those rows, so no row is lost or written twice.
+    """
 
     def __init__(self, record: RunRecord, probes: dict[str, L.Callback]) -> None:
         self.record, self.probes = record, probes
@@ -69,6 +73,15 @@ class RecordWriter(L.Callback):
             # test rows carry the number of trained epochs
             self.record.add_layers("test", self.epochs_completed, spikes.last["test"])
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": dict(self.record.rows), "epochs_completed": self.epochs_completed,
+                "last_row": dict(self.last_row)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.record.truncate(state_dict["rows"])
+        self.epochs_completed = int(state_dict["epochs_completed"])
+        self.last_row = dict(state_dict.get("last_row") or {})
+
 
 def build_probes(cfg: RunConfig) -> dict[str, L.Callback]:
     if not cfg.probes:
@@ -82,26 +95,28 @@ def build_probes(cfg: RunConfig) -> dict[str, L.Callback]:
 
 
 def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: RecordWriter | None,
-              started: float) -> dict[str, Any]:
-    """The measured fields of summary.json (README, "The run record")."""
+              started: float, split: str = "test") -> dict[str, Any]:
+    """The measured fields of summary.json (README, "The run record"); spikes and energy are
+    those of `split` (a run's test set; an eval's chosen split)."""
     m = trainer.callback_metrics if trainer is not None else {}
+    # a run resumed after its last epoch trains nothing: its val/acc is the checkpoint's row
+    val_acc = m["val/acc"] if "val/acc" in m else (writer.last_row.get("val/acc") if writer else None)
     out: dict[str, Any] = {
         "test_acc": float(m["test/acc"]) if "test/acc" in m else None,
         "test_loss": float(m["test/loss"]) if "test/loss" in m else None,
-        "val_acc": float(m["val/acc"]) if "val/acc" in m else (
-            writer.last_row.get("val/acc") if writer else None),
+        "val_acc": float(val_acc) if val_acc is not None else None,
         "epochs_completed": writer.epochs_completed if writer else 0,
         "duration_s": round(time.perf_counter() - started, 3),
     }
     spikes = probes.get("spikes")
-    table = spikes.last.get("test", {}) if spikes is not None else {}
+    table = spikes.last.get(split, {}) if spikes is not None else {}
     out["spikes_per_image"] = {p: s["spikes_per_image"] for p, s in table.items()}
     out["spikes_total_per_image"] = sum(out["spikes_per_image"].values()) if table else None
     out["nonzero_per_image"] = {p: s["nonzero_per_image"] for p, s in table.items()}
     out["nonzero_total_per_image"] = sum(out["nonzero_per_image"].values()) if table else None
     out["max_spike_per_probe"] = {p: s["max_spike"] for p, s in table.items()}
     energy = probes.get("energy")
-    breakdown = energy.last.get("test") if energy is not None else None
+    breakdown = energy.last.get(split) if energy is not None else None
     out["energy_uj_per_image"] = breakdown["total_uj_per_image"] if breakdown else None
     out["energy"] = breakdown
     grads = probes.get("grads")
@@ -109,12 +124,19 @@ def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: 
     return out
 
 
-def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.Callback] = ()) -> dict:
+def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.Callback] = (),
+            resume: bool = False) -> dict:
     """Train and test one run, writing its record; returns summary.json's content.
 
+    resume=True: if the run folder holds last.ckpt and its summary is not "completed", carry on
+    from that checkpoint in the same folder (bench/checkpoint.py); otherwise start afresh.
     On failure the record's summary gets status "failed" (or "pruned") and the one-line error,
     and the exception is re-raised for the caller (CLI or sweep) to handle.
     """
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from bench.checkpoint import (LAST, AtomicCheckpointIO, RngState, checkpoint_callbacks,
+                                  checkpoint_files, clear_checkpoints, resumable)
     from bench.data import build_datamodule, check_available
     from bench.module import SpikingClassifier
     from bench import tracking
@@ -123,22 +145,29 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
         cfg = cfg.replace(run_id=new_run_id(cfg))
     started = time.perf_counter()
     check_available(cfg)  # a missing data set is a one-line error before anything is written
-    record = RunRecord(cfg, trial)
+    ckpt = run_dir(cfg) / LAST if resume and resumable(run_dir(cfg)) else None
+    if ckpt is None:
+        clear_checkpoints(run_dir(cfg))  # a fresh start never inherits an older run's weights
+    record = RunRecord(cfg, trial, resume=ckpt is not None)
     probes, writer, trainer, logger = build_probes(cfg), None, None, None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg)
         module = SpikingClassifier(cfg, datamodule.num_classes, datamodule.in_channels)
         writer = RecordWriter(record, probes)
-        logger = tracking.make_logger(cfg, record.dir, trial)
+        logger = tracking.make_logger(
+            cfg, record.dir, trial, resume_id=tracking.wandb_run_id(record.dir) if ckpt else None)
+        saving = checkpoint_callbacks(cfg, record.dir)
         trainer = L.Trainer(
             accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
             limit_train_batches=_limit(cfg.limit_train_batches),
             limit_val_batches=_limit(cfg.limit_val_batches),
             limit_test_batches=_limit(cfg.limit_test_batches),
-            callbacks=[*probes.values(), *callbacks, *tracking.callbacks(logger), writer],
-            logger=logger or False,
-            enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
+            callbacks=[*probes.values(), *callbacks, *tracking.callbacks(logger), writer,
+                       RngState(), *saving],
+            logger=logger or False, plugins=[AtomicCheckpointIO()],
+            enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
+            enable_progress_bar=cfg.progress_bar,
             enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
             deterministic="warn" if cfg.deterministic else False,
             default_root_dir=str(record.dir),
@@ -146,9 +175,11 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                        weights_only=False)  # our own checkpoint: it holds RNG and record state
             trainer.test(module, datamodule=datamodule, verbose=False)
         summary = summarize(trainer, probes, writer, started)
+        summary["checkpoints"] = checkpoint_files(record.dir)
         if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
             tracking.log_test_spikes(logger, probes["spikes"].last["test"])
             tracking.log_layers(logger, record.dir)
@@ -160,6 +191,7 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
         status = "pruned" if type(exc).__name__ == "TrialPruned" else "failed"
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         summary = summarize(trainer, probes, writer, started)
+        summary["checkpoints"] = checkpoint_files(record.dir)
         try:  # a broken W&B run must not hide the real error
             summary.update(wandb_dir=tracking.run_folder(logger),
                            wandb_run=tracking.run_path(logger))
@@ -188,19 +220,28 @@ def _print_summary(summary: dict, path: Path) -> None:
 
 
 def main_run(config_file: str | None = None, sets: list[str] | None = None,
-             results: str | None = None) -> int:
-    layers: list[dict[str, Any]] = []
-    if config_file:
-        layers.append(load_yaml(config_file))
-    layers.append(parse_sets(sets))
-    if results:
-        layers.append({"results": results})
-    cfg = build_config(*layers)
+             results: str | None = None, resume: str | None = None) -> int:
+    trial = None
+    if resume:
+        from bench.checkpoint import resume_config
+
+        if config_file or sets or results:
+            raise BenchError("--resume continues the run with its own config.json: "
+                             "no --config, --set or --results with it")
+        cfg, trial = resume_config(resume)
+    else:
+        layers: list[dict[str, Any]] = []
+        if config_file:
+            layers.append(load_yaml(config_file))
+        layers.append(parse_sets(sets))
+        if results:
+            layers.append({"results": results})
+        cfg = build_config(*layers)
     if not cfg.run_id:
         cfg = cfg.replace(run_id=new_run_id(cfg))
     _print_config(cfg)
     try:
-        summary = execute(cfg)
+        summary = execute(cfg, trial=trial, resume=bool(resume))
     except BenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - a failed run is one line plus its record

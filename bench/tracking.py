@@ -58,8 +58,13 @@ def run_config(cfg: RunConfig) -> dict[str, Any]:
     return {**cfg.to_dict(), "lr": cfg.resolved_lr()}
 
 
-def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None):
-    """A WandbLogger for this run (project = cfg.project, group = the study), or None."""
+def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None, *,
+                resume_id: str | None = None, job_type: str | None = None,
+                name: str | None = None, config: dict | None = None):
+    """A WandbLogger for this run (project = cfg.project, group = the study), or None.
+
+    resume_id: continue that W&B run (a resumed run); job_type/name/config: an eval's own.
+    """
     mode = wandb_mode(cfg)
     if mode == "disabled":
         return None
@@ -68,13 +73,21 @@ def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None):
 
     settings = wandb.Settings(console="off", silent=True, save_code=False,
                               x_disable_stats=not cfg.wandb_system_metrics)
+    resume = {"id": resume_id, "resume": "allow"} if resume_id else {}
     # group = study and job_type: the W&B workspace groups a sweep's trials in one view
     return WandbLogger(
-        project=cfg.project, group=cfg.study, name=run_name(cfg, trial), tags=run_tags(cfg),
-        notes=run_notes(cfg), save_dir=str(save_dir), offline=mode == "offline", mode=mode,
-        config=run_config(cfg), settings=settings, log_model=False,
-        job_type="sweep-trial" if trial is not None else "run",
+        project=cfg.project, group=cfg.study, name=name or run_name(cfg, trial),
+        tags=run_tags(cfg), notes=run_notes(cfg), save_dir=str(save_dir),
+        offline=mode == "offline", mode=mode, config=config or run_config(cfg),
+        settings=settings, log_model=False,
+        job_type=job_type or ("sweep-trial" if trial is not None else "run"), **resume,
     )
+
+
+def wandb_run_id(save_dir: Path) -> str | None:
+    """The id of the latest W&B run under save_dir (folders wandb/<offline-run|run>-<time>-<id>)."""
+    runs = sorted(p.name for p in (Path(save_dir) / "wandb").glob("*run-*-*") if p.is_dir())
+    return runs[-1].rsplit("-", 1)[-1] if runs else None
 
 
 def callbacks(logger) -> list[L.Callback]:

@@ -10,10 +10,32 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class SplitDataModule(L.LightningDataModule):
-    """train/val/test loaders come from `_loader(split)`; subclasses build the splits."""
+    """train/val/test loaders come from `_loader(split)`; subclasses build the splits.
+
+    The training loader's shuffling generator is checkpointed (state_dict) and put back into the
+    loader a resumed run creates, before Lightning draws from it: the resumed epochs see the
+    batches the uninterrupted run would have seen.
+    """
+
+    _train_generator: torch.Generator | None = None
+    _restored_generator: torch.Tensor | None = None
 
     def train_dataloader(self) -> Iterable:
-        return self._loader("train")
+        loader = self._loader("train")
+        gen = getattr(loader, "generator", None)
+        if isinstance(gen, torch.Generator):
+            if self._restored_generator is not None:
+                gen.set_state(self._restored_generator)
+                self._restored_generator = None
+            self._train_generator = gen
+        return loader
+
+    def state_dict(self) -> dict:
+        gen = self._train_generator
+        return {"train_generator": gen.get_state()} if gen is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored_generator = state_dict.get("train_generator")
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val")

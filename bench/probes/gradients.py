@@ -56,3 +56,11 @@ class GradNormProbe(L.Callback):
                 logger.log_metrics({f"grad_norm/{n}": float(values[i, j]) for j, n in enumerate(names)},
                                    step=step)
         self.epoch_means = {n: float(values[:, j].mean()) for j, n in enumerate(names)}
+
+    # checkpointed so a run resumed after its last epoch still reports the last epoch's means
+    # (`rows` are already in grads.csv)
+    def state_dict(self) -> dict[str, dict[str, float]]:
+        return {"epoch_means": dict(self.epoch_means)}
+
+    def load_state_dict(self, state_dict: dict[str, dict[str, float]]) -> None:
+        self.epoch_means = dict(state_dict.get("epoch_means", {}))

@@ -105,3 +105,9 @@ class SpikeProbe(L.Callback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._finish("test", pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": self.last}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last = dict(state_dict.get("last", {}))

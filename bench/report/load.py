@@ -2,7 +2,10 @@
 
 A study folder is `results/<study>/` with `runs/<run_id>/{config.json, summary.json, metrics.csv,
 layers.csv, grads.csv}` and an optional `sweep.yaml` (W&B schema, written by `bench sweep`).
-Every record is read whatever its status; only the report decides what to use.
+Every record is read whatever its status; only the report decides what to use. Eval records
+(`runs/<run_id>/evals/<eval_id>/`, written by `bench eval`) are rows too: column `record` is
+"run" or "eval <checkpoint> <split>" (a grouping key when both kinds are present, so an eval is
+never averaged with the run it measured), `eval_of` the measured run's id ("" for a run).
 """
 
 from __future__ import annotations
@@ -100,6 +103,13 @@ def load_records(dirs: list[str | Path]) -> Records:
             rows.append(row)
             layers += layer_rows
             grads += grad_rows
+            for ev in eval_dirs(run):
+                row, layer_rows, _ = read_run(ev, name, uid=f"{name}/{run.name}/evals/{ev.name}")
+                summary = _read_json(ev / "summary.json") or {}
+                row.update(run_id=run.name, eval_of=run.name, record=" ".join(
+                    ["eval", str(summary.get("checkpoint")), str(summary.get("split"))]))
+                rows.append(row)
+                layers += layer_rows
     runs = pd.DataFrame(rows)
     config_keys = [c for c in dict.fromkeys(k for r in rows for k in r.get("_config_keys", ()))]
     runs = runs.drop(columns="_config_keys")
@@ -107,6 +117,13 @@ def load_records(dirs: list[str | Path]) -> Records:
                    layers=_frame(layers, LAYER_COLUMNS, ("uid", "probe", "kind")),
                    grads=_frame(grads, GRAD_COLUMNS, ("uid", "group")),
                    config_keys=config_keys, sweeps=sweeps, studies=studies)
+
+
+def eval_dirs(run: Path) -> list[Path]:
+    evals = run / "evals"
+    if not evals.is_dir():
+        return []
+    return sorted(d for d in evals.iterdir() if (d / "summary.json").is_file())
 
 
 def read_sweep(study_dir: Path) -> dict | None:
@@ -141,16 +158,16 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def read_run(run: Path, study: str) -> tuple[dict, list[dict], list[dict]]:
+def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[dict], list[dict]]:
     """One record -> (run row, layer rows, grad rows); a missing or broken file leaves NaNs."""
     summary = _read_json(run / "summary.json")
     written = _read_json(run / "config.json") or {}
     config = (summary or {}).get("config") or written
     config = {k: v for k, v in config.items() if k not in PROVENANCE}
-    uid = f"{study}/{run.name}"
+    uid = uid or f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
-    row.update(uid=uid, study=study, run_id=run.name, path=str(run),
-               _config_keys=[k for k in row if k not in ("study", "run_id", "results")])
+    row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",
+               _config_keys=[k for k in row if k not in ("study", "run_id", "results")] + ["record"])
     row["git_commit"] = written.get("git_commit")
     if summary is None:
         broken = (run / "summary.json").is_file()

@@ -1,0 +1,151 @@
+"""`bench eval`: a trained model measured again without training, into an eval record.
+
+The checkpoint's own config rebuilds the trained network; `--set` may change anything that does
+not change that network (energy model and counting, probes, batch size, batch limits, hardware,
+gradient-only estimator settings), never a key of `bench.config.NETWORK_KEYS`. The record is
+`<run folder>/evals/<eval_id>/`: config.json, summary.json (a run's summary fields, measured on
+the chosen split, plus `eval_of`, `eval_id`, `checkpoint`, `split`, `sets`), layers.csv (the
+split's probe rows) and the offline W&B run (job_type "eval").
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from bench.checkpoint import BEST, LAST
+from bench.config import NETWORK_KEYS, RunConfig, parse_sets
+from bench.errors import BenchError
+from bench.record import RunRecord
+
+IDENTITY_KEYS = ("study", "run_id", "results")  # an eval is recorded beside the run it measures
+SPLITS = ("test", "val")
+
+
+def resolve_target(target: str | Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint file) of a run folder (best.ckpt, else last.ckpt) or a .ckpt."""
+    path = Path(target)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path, path / name
+        raise BenchError(f"{path}: no {BEST} or {LAST} in this folder (the run kept no "
+                         f"checkpoint: checkpoint=none, or it stopped before its first epoch ended)")
+    if path.is_file() and path.suffix == ".ckpt":
+        return path.parent, path
+    raise BenchError(f"{path}: not a run folder or a .ckpt file")
+
+
+def load_trained(ckpt: Path):
+    """(SpikingClassifier with the checkpoint's weights, epochs it was trained)."""
+    import torch
+
+    from bench.module import SpikingClassifier
+
+    try:  # weights_only: a checkpoint given on the command line executes no pickled code
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        hp = state["hyper_parameters"]
+        module = SpikingClassifier(hp["config"], hp["num_classes"], hp["in_channels"])
+        module.load_state_dict(state["state_dict"])
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise BenchError(f"{ckpt}: not a readable bench checkpoint ({type(exc).__name__})") from None
+    return module, int(state.get("epoch", -1)) + 1
+
+
+def eval_config(trained: RunConfig, sets: dict[str, Any]) -> RunConfig:
+    """The trained config with `sets` applied; BenchError if one would change the network."""
+    cfg = trained.replace(**sets)
+    for key in (*NETWORK_KEYS, *IDENTITY_KEYS):
+        before, after = getattr(trained, key), getattr(cfg, key)
+        if before != after:
+            what = "defines the trained network" if key in NETWORK_KEYS else "names the trained run"
+            raise BenchError(f"config key '{key}' {what} ({before!r}); "
+                             f"eval can't change it to {after!r}")
+    return cfg
+
+
+def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str = "test") -> dict:
+    """Measure a trained model on `split`; write and return the eval record's summary."""
+    from bench.data import build_datamodule, check_available
+    from bench.run import _limit, build_probes, summarize
+    from bench.tracking import finish, log_layers, make_logger
+
+    if split not in SPLITS:
+        raise BenchError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
+    run, ckpt = resolve_target(target)
+    module, epochs = load_trained(ckpt)
+    sets = dict(sets or {})
+    cfg = eval_config(module.cfg, sets)
+    check_available(cfg)
+    module.cfg = cfg
+    eval_id = f"{split}-{ckpt.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    which = ckpt.stem if ckpt.parent == run and ckpt.name in (BEST, LAST) else str(ckpt)
+    identity = {"eval_of": cfg.run_id, "eval_id": eval_id, "checkpoint": which, "split": split,
+                "sets": sets}
+    record = RunRecord(cfg, directory=run / "evals" / eval_id)
+    probes = build_probes(cfg)
+    probes.pop("grads", None)  # nothing is trained
+    started, trainer, logger = time.perf_counter(), None, None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg)
+        logger = make_logger(cfg, record.dir, job_type="eval", name=f"{cfg.run_id}/{eval_id}",
+                             config={**cfg.to_dict(), **identity})
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
+            limit_val_batches=_limit(cfg.limit_val_batches),
+            limit_test_batches=_limit(cfg.limit_test_batches),
+            callbacks=list(probes.values()), logger=logger or False, enable_checkpointing=False,
+            enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+            deterministic="warn" if cfg.deterministic else False, default_root_dir=str(record.dir))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            run_split = trainer.test if split == "test" else trainer.validate
+            run_split(module, datamodule=datamodule, verbose=False)
+        summary = {**summarize(trainer, probes, None, started, split), "epochs_completed": epochs}
+        table = probes["spikes"].last.get(split) if "spikes" in probes else None
+        if table:
+            record.add_layers(split, epochs, table)
+            if logger is not None:
+                log_layers(logger, split, table)
+        summary["wandb_dir"] = finish(logger, {**summary, "status": "completed"})
+        return record.write_summary({"status": "completed", "error": None, **identity, **summary})
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        summary = summarize(trainer, probes, None, started, split)
+        try:
+            summary["wandb_dir"] = finish(logger, {**summary, "status": "failed"})
+        except Exception:  # a broken W&B run must not hide the real error
+            summary["wandb_dir"] = None
+        record.write_summary({"status": "failed", "error": error, **identity, **summary})
+        raise
+
+
+def main_eval(target: str, sets: list[str] | None = None, split: str = "test") -> int:
+    from tabulate import tabulate
+
+    try:
+        summary = evaluate(target, parse_sets(sets), split)
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed eval is one line plus its record
+        print(f"bench eval: eval failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    acc = summary["test_acc"] if split == "test" else summary["val_acc"]
+    rows = [(f"{split}_acc", acc), ("spikes_total_per_image", summary["spikes_total_per_image"]),
+            ("energy_uj_per_image", summary["energy_uj_per_image"]),
+            ("checkpoint", summary["checkpoint"]),
+            ("record", str(Path(target if Path(target).is_dir() else Path(target).parent)
+                           / "evals" / summary["eval_id"]))]
+    if summary.get("wandb_dir"):
+        rows.append(("wandb (offline: `wandb sync DIR`)", summary["wandb_dir"]))
+    print(tabulate(rows, headers=["", f"eval of {summary['eval_of']}"], floatfmt=".4g"))
+    return 0
