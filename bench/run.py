@@ -41,7 +41,7 @@ class RecordWriter(L.Callback):
     def __init__(self, record: RunRecord, probes: dict[str, L.Callback]) -> None:
         self.record, self.probes = record, probes
         self.epochs_completed = 0
-        self.last_row: dict[str, Any] = {}  # the last epoch's metrics (test resets callback_metrics)
+        self.last_row: dict[str, Any] = {}  # last epoch's metrics (test resets callback_metrics)
         self._grads_written = 0
         self._t0 = time.perf_counter()
 
