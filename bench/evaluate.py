@@ -76,7 +76,7 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
     """Measure a trained model on `split`; write and return the eval record's summary."""
     from bench.data import build_datamodule, check_available
     from bench.run import _limit, build_probes, summarize
-    from bench.tracking import finish, log_layers, make_logger
+    from bench.tracking import finish, log_layers, make_logger, run_folder
 
     if split not in SPLITS:
         raise BenchError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
@@ -115,9 +115,11 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
         if table:
             record.add_layers(split, epochs, table)
             if logger is not None:
-                log_layers(logger, split, table)
-        summary["wandb_dir"] = finish(logger, {**summary, "status": "completed"})
-        return record.write_summary({"status": "completed", "error": None, **identity, **summary})
+                log_layers(logger, record.dir)
+        summary["wandb_dir"] = run_folder(logger)
+        final = record.write_summary({"status": "completed", "error": None, **identity, **summary})
+        finish(logger, final)
+        return final
     except BaseException as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         summary = summarize(trainer, probes, None, started, split)

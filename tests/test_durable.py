@@ -157,21 +157,22 @@ def test_eval_of_last_ckpt_reproduces_the_run(reference, capsys):
     assert e["wandb_dir"] and list(Path(e["wandb_dir"]).glob("*.wandb"))
 
 
-def test_eval_under_event_counting_changes_energy_not_accuracy(reference):
+def test_eval_under_value_counting_changes_energy_not_accuracy(reference):
     d, s = reference["dir"], reference["summary"]
-    assert s["config"]["energy_counting"] == "value"
-    assert main(["eval", str(d), "--set", "energy_counting=event", "--set", "wandb=disabled",
+    assert s["config"]["energy_counting"] == "event"
+    assert main(["eval", str(d), "--set", "energy_counting=value", "--set", "wandb=disabled",
                  "--split", "val"]) == 0
     e = _eval_summary(d, "val-best-")
     assert e["checkpoint"] == "best"
-    assert e["sets"] == {"energy_counting": "event", "wandb": "disabled"}
+    assert e["sets"] == {"energy_counting": "value", "wandb": "disabled"}
+    assert e["energy"]["counting"] == "value"
     assert main(["eval", str(d), "--set", "wandb=disabled", "--split", "val"]) == 0
     same = [json.loads(p.read_text()) for p in (d / "evals").glob("val-best-*/summary.json")]
-    value = next(x for x in same if x["config"]["energy_counting"] == "value")
-    assert e["val_acc"] == value["val_acc"] and e["test_acc"] is None
-    assert e["spikes_per_image"] == value["spikes_per_image"]
-    # event counting charges one accumulate per non-zero spike: less than by value when N > 1
-    assert e["energy_uj_per_image"] < value["energy_uj_per_image"]
+    event = next(x for x in same if x["config"]["energy_counting"] == "event")
+    assert e["val_acc"] == event["val_acc"] and e["test_acc"] is None
+    assert e["spikes_per_image"] == event["spikes_per_image"]
+    # by value a spike of k is k events: more than one per non-zero spike when N > 1
+    assert e["energy_uj_per_image"] > event["energy_uj_per_image"]
 
 
 @pytest.mark.parametrize("sets, needle", [
