@@ -310,7 +310,7 @@ def test_recover_settles_dead_trials_from_their_records(tmp_path):
 
 
 def test_workers_are_pinned_one_gpu_each(monkeypatch):
-    from bench.sweep.study import cpu_threads, gpu_env
+    from bench.sweep.workers import cpu_threads, gpu_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert gpu_env(3) == [{"CUDA_VISIBLE_DEVICES": g} for g in ("0", "1", "0")]
