@@ -35,6 +35,7 @@ MAX_SEED = 2**32 - 1  # numpy, torch and Optuna seeds are uint32
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_NAME = 100
 MAX_YAML_BYTES = 1_000_000  # config and sweep files
+MAX_YAML_DEPTH = 32  # nesting levels of a config or sweep file (a sweep needs 4)
 
 
 @dataclass(frozen=True)
@@ -260,8 +261,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])[:120]
         raise BenchError(f"{path}: YAML syntax error{where}: {problem}") from None
-    except RecursionError:
-        raise BenchError(f"{path}: YAML nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -273,13 +272,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicated keys (PyYAML silently keeps the last one) and
     anchors/aliases (a few hundred bytes of aliases expand to gigabytes: "billion laughs")."""
 
+    depth = 0
+
     def compose_node(self, parent, index):  # type: ignore[override]
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (&name, *name) are not allowed",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_YAML_DEPTH:  # stop before PyYAML's recursion and its slow scan
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen = set()

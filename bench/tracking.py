@@ -13,6 +13,8 @@ from typing import Any
 
 from bench.config import RunConfig
 
+WANDB_INIT_TIMEOUT_S = 30  # an online run that cannot reach its server falls back to offline
+
 
 def wandb_mode(cfg: RunConfig) -> str:
     if cfg.wandb == "disabled" or os.environ.get("WANDB_MODE") == "disabled":
@@ -31,12 +33,27 @@ def make_logger(cfg: RunConfig, save_dir: Path):
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
-    settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False)
-    return WandbLogger(
-        project=cfg.project, group=cfg.study, name=cfg.run_id, save_dir=str(save_dir),
-        offline=mode == "offline", mode=mode, config=cfg.to_dict(), settings=settings,
-        job_type="sweep-trial" if cfg.study != "default" else "run", log_model=False,
-    )
+    settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False,
+                              init_timeout=WANDB_INIT_TIMEOUT_S)
+
+    def logger(mode: str) -> WandbLogger:
+        return WandbLogger(
+            project=cfg.project, group=cfg.study, name=cfg.run_id, save_dir=str(save_dir),
+            offline=mode == "offline", mode=mode, config=cfg.to_dict(), settings=settings,
+            job_type="sweep-trial" if cfg.study != "default" else "run", log_model=False,
+        )
+
+    if mode == "offline":
+        return logger(mode)
+    online = logger(mode)
+    try:
+        online.experiment  # noqa: B018 - start the run now: an unreachable server shows here
+        return online
+    except Exception as exc:  # noqa: BLE001 - wandb raises CommError, UsageError, ... alike
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        print(f"wandb: online run could not start within {WANDB_INIT_TIMEOUT_S} s ({reason}); "
+              "logging offline instead (`wandb sync` uploads it later)", flush=True)
+        return logger("offline")
 
 
 def log_layers(logger, split: str, table: dict[str, dict[str, Any]]) -> None:

@@ -309,9 +309,12 @@ def _check_name(name: Any, where: str) -> None:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     try:
-        return cfgmod.coerce(name, value)
+        value = cfgmod.coerce(name, value)
     except BenchError as exc:
         raise BenchError(f"{where} {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BenchError(f"{where} config key '{name}': {value!r} must be a finite number")
+    return value
 
 
 def _parameter(name: str, body: dict[str, Any], where: str) -> Param | tuple[Any]:

@@ -59,10 +59,10 @@ def open_storage(url: str | None, study_dir: Path, *, workers: int = 1,
     """The study's storage: a journal file (default, or a path) or an RDB URL."""
     if url is None or "://" not in url:
         path = journal_path(study_dir) if url is None else Path(url)
+        check_journal_path(path, given=url is not None)
         if not create and not path.is_file():
             raise BenchError(f"no sweep journal at {path}; was the sweep run with --storage? "
                              "pass the same --storage URL")
-        check_journal_path(path, given=url is not None)
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_journal(path)
         try:
