@@ -74,13 +74,14 @@ def stop_requested() -> str | None:
 
 
 def _note_signal(signum: int, frame: Any) -> None:
-    _stop["signal"] = signal.Signals(signum).name
+    _stop["signal"] = _stop["signal"] or signal.Signals(signum).name
 
 
 def setup_worker(parent_pid: int) -> None:
-    """Signals of a worker: Ctrl-C reaches the whole terminal group, but only the parent acts
-    on it; SIGTERM asks for a clean stop; the parent's death kills us."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Signals of a worker: SIGTERM (from the parent) or Ctrl-C (it reaches the whole terminal
+    group, DataLoader workers included) asks for a clean stop: noted, never a KeyboardInterrupt
+    that would end the trial as a failure; the parent's death kills us."""
+    signal.signal(signal.SIGINT, _note_signal)
     signal.signal(signal.SIGTERM, _note_signal)
     if not _pdeathsig():
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
