@@ -161,3 +161,34 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_it_resumes_later(tmp_path, 
     assert every[0].user_attrs["error"] == "interrupted (disk full)"
     assert every[2].system_attrs["retry_history"] == [0]  # the same point, queued again
     assert every[2].system_attrs["fixed_params"] == every[0].system_attrs["fixed_params"]
+
+
+def _worker_killed_on_trial_0(job) -> None:
+    """A worker that is killed (kill -9, the OOM killer) in trial 0 and completes the others."""
+    from bench.sweep.storage import OWNER, open_storage, owner_info
+    from bench.sweep.study import pop_waiting, study_id
+
+    storage = open_storage(job.storage, Path(job.results) / job.spec.name)
+    sid = study_id(storage, job.spec.name)
+    while (tid := pop_waiting(storage, sid)) is not None:
+        number = storage.get_trial(tid).number
+        storage.set_trial_system_attr(tid, OWNER, owner_info(number))
+        if number == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        storage.set_trial_state_values(tid, TrialState.COMPLETE, values=[1.0])
+    os._exit(0)
+
+
+def test_a_killed_worker_has_its_trial_requeued_and_is_replaced(tmp_path, monkeypatch, capsys):
+    from bench.sweep import workers
+
+    file = write_sweep(tmp_path / "k9.yaml", "k9", {"seed": [0, 1]})
+    monkeypatch.setattr(workers, "START_METHOD", "fork")
+    monkeypatch.setattr(workers, "worker_main", _worker_killed_on_trial_0)
+    assert main(["sweep", str(file), "--results", str(tmp_path)]) == 0
+    every = trials(tmp_path, "k9")
+    assert [t.state for t in every] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert every[0].user_attrs["error"].startswith("worker process died (signal SIGKILL")
+    assert every[2].system_attrs["retry_history"] == [0]
+    assert every[2].system_attrs["fixed_params"] == every[0].system_attrs["fixed_params"]
+    assert "done 2 | running 0 | failed 0 | left 0" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
                                   IntDistribution)
 
 from bench import config as cfgmod
+from bench.config import short
 from bench.errors import BenchError
 
 METHODS = ("grid", "random", "bayes")
@@ -234,7 +235,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
     if method is None:
         raise BenchError(f"{where} 'method' is missing; use one of {', '.join(METHODS)}")
     if method not in METHODS:
-        raise BenchError(f"{where} method {cfgmod.short(method)} is not one of {', '.join(METHODS)}")
+        raise BenchError(f"{where} method {short(method)} is not one of {', '.join(METHODS)}")
     fixed, params = _parameters(data.get("parameters"), where)
     _apply_sets(fixed, params, sets, where)
     _check_config(fixed, params, where)
@@ -272,7 +273,7 @@ def _name(value: Any, where: str) -> str:
 
 def _opt_str(value: Any, key: str, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise BenchError(f"{where} '{key}' must be a string, got {cfgmod.short(value)}")
+        raise BenchError(f"{where} '{key}' must be a string, got {short(value)}")
     return value
 
 
@@ -285,7 +286,7 @@ def _parameters(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Param]]
         _check_name(name, where)
         if not isinstance(body, dict):
             raise BenchError(f"{where} parameter '{name}' must be a mapping with value, values "
-                             f"or min/max, got {cfgmod.short(body)}")
+                             f"or min/max, got {short(body)}")
         for key in body:
             if key not in PARAM_KEYS:
                 raise BenchError(f"{where} parameter '{name}': unknown key '{key}'; "
@@ -321,7 +322,8 @@ def _parameter(name: str, body: dict[str, Any], where: str) -> Param | tuple[Any
     """A Param for a swept parameter, or a 1-tuple holding a fixed value."""
     dist = body.get("distribution")
     if dist is not None and dist not in DISTRIBUTIONS:
-        raise BenchError(f"{where} parameter '{name}': distribution {cfgmod.short(dist)} is not supported; "
+        raise BenchError(f"{where} parameter '{name}': distribution {short(dist)} is not "
+                         "supported; "
                          f"use one of {', '.join(DISTRIBUTIONS)}")
     shapes = [k for k in ("value", "values", "min") if k in body]
     if "max" in body and "min" not in body:
@@ -352,11 +354,12 @@ def _categorical(name: str, values: Any, dist: str | None, where: str) -> Param:
     if not isinstance(values, list) or not values:
         raise BenchError(f"{where} parameter '{name}': 'values' must be a non-empty list")
     if not all(_is_scalar(v) for v in values):
-        raise BenchError(f"{where} parameter '{name}': values must be plain scalars, got {cfgmod.short(values)}")
+        raise BenchError(f"{where} parameter '{name}': values must be plain scalars, "
+                         f"got {short(values)}")
     # types only: a value out of range or an unknown choice fails its own trial, not the sweep
     coerced = tuple(_coerce(name, v, where) for v in values)
     if len(set(map(repr, coerced))) != len(coerced):
-        raise BenchError(f"{where} parameter '{name}': values repeat: {cfgmod.short(values)}")
+        raise BenchError(f"{where} parameter '{name}': values repeat: {short(values)}")
     return Param(name, "categorical", values=coerced)
 
 
@@ -366,7 +369,7 @@ def _ranged(name: str, body: dict[str, Any], dist: str | None, where: str) -> Pa
         raise BenchError(f"{where} parameter '{name}': 'min' needs 'max'")
     if not (_is_number(low) and _is_number(high)):
         raise BenchError(f"{where} parameter '{name}': min and max must be numbers, "
-                         f"got {cfgmod.short(low)} and {cfgmod.short(high)}")
+                         f"got {short(low)} and {short(high)}")
     if low > high:
         raise BenchError(f"{where} parameter '{name}': min {low} > max {high}")
     kind = _kind(name)
@@ -390,7 +393,7 @@ def _ranged(name: str, body: dict[str, Any], dist: str | None, where: str) -> Pa
     if dist == "q_uniform":
         q = 1.0 if q is None else q  # W&B's default
         if not _is_number(q) or not q > 0:
-            raise BenchError(f"{where} parameter '{name}': q must be a number > 0, got {cfgmod.short(q)}")
+            raise BenchError(f"{where} parameter '{name}': q must be a number > 0, got {short(q)}")
         if kind == "int" and not (float(q).is_integer() and float(low).is_integer()):
             raise BenchError(f"{where} parameter '{name}' is an int key: q_uniform needs "
                              "integer min and q")
@@ -430,7 +433,7 @@ def _metric(raw: Any, method: str, early: Any, where: str) -> tuple[str, str, fl
                              "{name, goal}")
         return "test_acc", "maximize", None  # grid/random without a metric: report accuracy
     if not isinstance(raw, dict):
-        raise BenchError(f"{where} 'metric' must be a mapping {{name, goal}}, got {cfgmod.short(raw)}")
+        raise BenchError(f"{where} 'metric' must be a mapping {{name, goal}}, got {short(raw)}")
     for key in raw:
         if key not in METRIC_KEYS:
             raise BenchError(f"{where} metric key '{key}' is not supported; "
@@ -438,13 +441,13 @@ def _metric(raw: Any, method: str, early: Any, where: str) -> tuple[str, str, fl
     allowed = [*SUMMARY_METRICS, *logged_metrics()]
     name = raw.get("name")
     if name not in allowed:
-        raise BenchError(f"{where} metric name {cfgmod.short(name)} is not one of {', '.join(allowed)}")
+        raise BenchError(f"{where} metric name {short(name)} is not one of {', '.join(allowed)}")
     goal = raw.get("goal", "minimize")  # W&B's default
     if goal not in GOALS:
-        raise BenchError(f"{where} metric goal {cfgmod.short(goal)} is not one of {', '.join(GOALS)}")
+        raise BenchError(f"{where} metric goal {short(goal)} is not one of {', '.join(GOALS)}")
     target = raw.get("target")
     if target is not None and not _is_number(target):
-        raise BenchError(f"{where} metric target must be a number, got {cfgmod.short(target)}")
+        raise BenchError(f"{where} metric target must be a number, got {short(target)}")
     return name, goal, target
 
 
@@ -462,13 +465,13 @@ def _early_terminate(raw: Any, where: str) -> dict[str, Any] | None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 1):
             raise BenchError(f"{where} early_terminate {key} must be an integer >= 1, "
-                             f"got {cfgmod.short(value)}")
+                             f"got {short(value)}")
     if "min_iter" not in raw and not ("max_iter" in raw and "s" in raw):
         raise BenchError(f"{where} early_terminate needs min_iter, or max_iter with s")
     eta = raw.get("eta", 3)
     if not isinstance(eta, int) or isinstance(eta, bool) or eta < 2:
         # optuna's HyperbandPruner takes an integer reduction factor
-        raise BenchError(f"{where} early_terminate eta must be an integer >= 2, got {cfgmod.short(eta)}")
+        raise BenchError(f"{where} early_terminate eta must be an integer >= 2, got {short(eta)}")
     if "strict" in raw and not isinstance(raw["strict"], bool):
         raise BenchError(f"{where} early_terminate strict must be true or false")
     # `strict` is accepted for W&B files and has no Optuna counterpart: HyperbandPruner always
@@ -480,7 +483,7 @@ def _run_cap(raw: Any, method: str, where: str) -> int | None:
     if raw is None:
         return None
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
-        raise BenchError(f"{where} run_cap must be an integer >= 1, got {cfgmod.short(raw)}")
+        raise BenchError(f"{where} run_cap must be an integer >= 1, got {short(raw)}")
     if raw > MAX_TRIALS:
         raise BenchError(f"{where} run_cap {raw} is over the limit of {MAX_TRIALS} trials")
     return raw
