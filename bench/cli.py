@@ -7,10 +7,14 @@ Every verb imports its implementation lazily so `bench --help` is instant and a 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
 
 from bench.errors import BenchError
+
+MAX_MESSAGE = 500  # characters of an error line (a value quoted in it may be huge)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,15 +43,24 @@ def _status(args: argparse.Namespace) -> int:
     return main_status(args.results_dir, storage=args.storage)
 
 
+def _folder(flag: str, path: str | None) -> None:
+    """An output/results folder argument must not name an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise BenchError(f"{flag} {path} is a file; give a folder")
+
+
 def _report(args: argparse.Namespace) -> int:
     from bench.report import main_report
 
+    _folder("--out", args.out)
     return main_report(args.results_dirs, out=args.out, baseline=args.baseline)
 
 
 def _figures(args: argparse.Namespace) -> int:
     from bench.report.figures import main_figures
 
+    _folder("--results", args.results)
+    _folder("--out", args.out)
     return main_figures(results=args.results, out=args.out)
 
 
@@ -57,8 +70,22 @@ def _perf(args: argparse.Namespace) -> int:
     return main_perf(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="bench",
         description="Benchmark harness for multi-level spiking neural networks "
         "(run, eval, sweep, report, figures, perf).",
@@ -137,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except BenchError as exc:
-        print(f"bench {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"bench {args.verb}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # disk full, permissions, a file where a folder should be
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = "disk full: " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"bench {args.verb}: error: {reason}{one_line(exc.strerror or str(exc))}{where}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"bench {args.verb}: interrupted", file=sys.stderr)
         return 130

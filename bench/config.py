@@ -7,6 +7,8 @@ values raise BenchError naming the key and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +31,16 @@ CHECKPOINTS = ("both", "last", "best", "none")  # last.ckpt (resume) and/or best
 # estimator settings) can be changed when a trained model is measured again.
 NETWORK_KEYS = ("dataset", "arch", "T", "N", "threshold", "learnable_threshold", "rounding",
                 "image_size")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# the largest values a run accepts, checked before anything is allocated (README, "Limits")
+MAXIMA = {"T": 256, "N": 256, "image_size": 1024, "batch_size": 65536, "epochs": 100000,
+          "num_workers": 256, "grad_every": 10**9}
+MAX_SEED = 2**32 - 1  # numpy, torch and Optuna seeds are uint32
+# study and run_id name folders under results/: a plain name, no path
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_NAME = 100
+MAX_YAML_BYTES = 1_000_000  # config and sweep files
+MAX_YAML_DEPTH = 32  # nesting levels of a config or sweep file (a sweep needs 4)
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "wandb": WANDB_MODES,
     "precision": PRECISIONS,
     "checkpoint": CHECKPOINTS,
+    "accelerator": ACCELERATORS,
 }
 POSITIVE = ("T", "N", "epochs", "batch_size", "grad_every", "image_size")
 NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed")
@@ -132,13 +145,37 @@ def _field_type(name: str) -> str:
     return {f.name: str(f.type) for f in fields(RunConfig)}[name]
 
 
+def short(value: Any, limit: int = 80) -> str:
+    """repr() of a value cut to `limit` characters, for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def check_name(key: str, value: Any) -> str:
+    """A study, run or sweep name: it names a folder, so no path, no '..', bounded length."""
+    if not isinstance(value, str) or not NAME_RE.match(value) or ".." in value:
+        raise BenchError(f"{key} {short(value)} must be 1-{MAX_NAME} letters, digits, '_', '.' "
+                         "or '-', starting with a letter or digit, without '..' "
+                         "(it names a folder under results/)")
+    return value
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A `--set` value as YAML (1, 0.5, true, [a]); a parse error names the key."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader) if text.strip() else None
+    except (yaml.YAMLError, RecursionError):
+        raise BenchError(f"config key '{key}': {short(text)} is not a valid value "
+                         "(YAML syntax)") from None
+
+
 def coerce(key: str, value: Any) -> Any:
     """Turn a YAML or command-line value into the field's type; raise BenchError naming the key."""
     if key not in keys():
-        raise BenchError(f"unknown config key '{key}'; known keys: {', '.join(keys())}")
+        raise BenchError(f"unknown config key {short(key)}; known keys: {', '.join(keys())}")
     kind = _field_type(key)
     if isinstance(value, str) and "str" not in kind.split("|")[0]:
-        value = yaml.safe_load(value) if value.strip() else None
+        value = parse_value(key, value)
     try:
         if value is None and "None" in kind:
             return None
@@ -158,9 +195,9 @@ def coerce(key: str, value: Any) -> Any:
             if isinstance(value, (dict, list)) or value is None:
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
-    raise BenchError(f"config key '{key}': {value!r} is not a valid {kind}")
+    raise BenchError(f"config key '{key}': {short(value)} is not a valid {kind}")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -182,6 +219,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be > 0")
     if cfg.lr is not None and not cfg.lr > 0:
         raise BenchError(f"config key 'lr': {cfg.lr!r} must be > 0")
+    _check_limits(cfg)
+
     from bench.energy import EnergySettingError  # late: bench.energy imports torch
 
     try:
@@ -189,6 +228,26 @@ def validate(cfg: RunConfig) -> RunConfig:
     except EnergySettingError as exc:
         raise BenchError(f"config key 'energy_{exc.key}': {exc.detail}") from None
     return cfg
+
+
+def _check_limits(cfg: RunConfig) -> None:
+    """Finite floats, ints within their stated maxima, safe names, folders that are folders."""
+    for f in fields(RunConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"config key '{f.name}': {value!r} must be a finite number")
+    for key, most in MAXIMA.items():
+        if getattr(cfg, key) > most:
+            raise BenchError(f"config key '{key}': {getattr(cfg, key)} is over the maximum {most}")
+    if cfg.seed > MAX_SEED:
+        raise BenchError(f"config key 'seed': {cfg.seed} is over the maximum {MAX_SEED} "
+                         "(seeds are 32-bit)")
+    check_name("config key 'study':", cfg.study)
+    if cfg.run_id:
+        check_name("config key 'run_id':", cfg.run_id)
+    for key in ("results", "data_root"):
+        if Path(getattr(cfg, key)).exists() and not Path(getattr(cfg, key)).is_dir():
+            raise BenchError(f"config key '{key}': {getattr(cfg, key)} is a file, not a folder")
 
 
 def build_config(*layers: Mapping[str, Any]) -> RunConfig:
@@ -206,7 +265,7 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise BenchError(f"--set expects key=value, got {pair!r}")
+            raise BenchError(f"--set expects key=value, got {short(pair)}")
         out[key.strip()] = value
     return out
 
@@ -216,12 +275,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise BenchError(f"{path}: {path.stat().st_size} bytes is over the {MAX_YAML_BYTES}-byte "
+                         "limit of a config or sweep file")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = str(getattr(exc, "problem", None) or str(exc).splitlines()[0])[:120]
         raise BenchError(f"{path}: YAML syntax error{where}: {problem}") from None
     if data is None:
         return {}
@@ -231,15 +297,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicated keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that rejects duplicated keys (PyYAML silently keeps the last one) and
+    anchors/aliases (a few hundred bytes of aliases expand to gigabytes: "billion laughs")."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed",
+                event.start_mark)
+        if self.depth >= MAX_YAML_DEPTH:  # stop before PyYAML's recursion and its slow scan
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                continue  # unhashable: SafeLoader's own check names it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicated key '{key}'", key_node.start_mark
+                    None, None, f"duplicated key {short(key, 40)}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

@@ -30,6 +30,9 @@ from bench.models import build_model, names
 from bench.neurons import multilevel
 
 NUM_CLASSES = 10
+MAX_IN_CHANNELS = 64
+MAX_STEPS = 10000
+MAX_INPUT_VALUES = 64 * 3 * 256 * 256  # one input batch; activations are ~100x this
 SJ_NAME = "spikingjelly sew_resnet18"
 ANN_OF = {"resnet18": "ann_resnet18", "vgg16": "ann_vgg16"}  # architecture -> its ANN baseline
 
@@ -99,6 +102,20 @@ def _check_args(args: argparse.Namespace) -> list[str]:
             raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 1")
     if args.warmup < 0:
         raise BenchError(f"--warmup: {args.warmup} must be >= 0")
+    from bench.config import MAXIMA
+
+    # the run's stated maxima (README "Limits"), checked before any tensor is allocated
+    most = {"T": MAXIMA["T"], "N": MAXIMA["N"], "batch_size": MAXIMA["batch_size"],
+            "image_size": MAXIMA["image_size"], "in_channels": MAX_IN_CHANNELS,
+            "steps": MAX_STEPS, "warmup": MAX_STEPS}
+    for key, limit in most.items():
+        if getattr(args, key) > limit:
+            raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} is over the "
+                             f"maximum {limit}")
+    pixels = args.batch_size * args.in_channels * args.image_size ** 2
+    if pixels > MAX_INPUT_VALUES:
+        raise BenchError(f"--batch-size x --in-channels x --image-size^2 = {pixels} input values "
+                         f"is over the maximum {MAX_INPUT_VALUES} of one timed batch")
     return list(dict.fromkeys(models))
 
 

@@ -24,6 +24,7 @@ RECORD_FILES = ("config.json", "summary.json", "metrics.csv", "layers.csv", "gra
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
 LAYER_TABLE_COLUMNS = ["split", "epoch", "probe", "kind", "index", "spikes_per_image",
                        "nonzero_per_image", "max_spike", "rate"]
+WANDB_INIT_TIMEOUT_S = 30  # an online run that cannot reach its server falls back to offline
 
 
 def wandb_mode(cfg: RunConfig) -> str:
@@ -72,16 +73,31 @@ def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None, *,
     from lightning.pytorch.loggers import WandbLogger
 
     settings = wandb.Settings(console="off", silent=True, save_code=False,
-                              x_disable_stats=not cfg.wandb_system_metrics)
+                              x_disable_stats=not cfg.wandb_system_metrics,
+                              init_timeout=WANDB_INIT_TIMEOUT_S)
     resume = {"id": resume_id, "resume": "allow"} if resume_id else {}
-    # group = study and job_type: the W&B workspace groups a sweep's trials in one view
-    return WandbLogger(
-        project=cfg.project, group=cfg.study, name=name or run_name(cfg, trial),
-        tags=run_tags(cfg), notes=run_notes(cfg), save_dir=str(save_dir),
-        offline=mode == "offline", mode=mode, config=config or run_config(cfg),
-        settings=settings, log_model=False,
-        job_type=job_type or ("sweep-trial" if trial is not None else "run"), **resume,
-    )
+
+    def logger(mode: str) -> WandbLogger:
+        # group = study and job_type: the W&B workspace groups a sweep's trials in one view
+        return WandbLogger(
+            project=cfg.project, group=cfg.study, name=name or run_name(cfg, trial),
+            tags=run_tags(cfg), notes=run_notes(cfg), save_dir=str(save_dir),
+            offline=mode == "offline", mode=mode, config=config or run_config(cfg),
+            settings=settings, log_model=False,
+            job_type=job_type or ("sweep-trial" if trial is not None else "run"), **resume,
+        )
+
+    if mode == "offline":
+        return logger(mode)
+    online = logger(mode)
+    try:
+        online.experiment  # noqa: B018 - start the run now: an unreachable server shows here
+        return online
+    except Exception as exc:  # noqa: BLE001 - wandb raises CommError, UsageError, ... alike
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        print(f"wandb: online run could not start within {WANDB_INIT_TIMEOUT_S} s ({reason}); "
+              "logging offline instead (`wandb sync` uploads it later)", flush=True)
+        return logger("offline")
 
 
 def wandb_run_id(save_dir: Path) -> str | None:

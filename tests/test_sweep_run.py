@@ -300,7 +300,7 @@ def test_recover_settles_dead_trials_from_their_records(tmp_path):
     assert requeued == [1]
     assert t[0].state == TrialState.COMPLETE and t[0].value == 0.75  # died before telling
     assert t[1].state == TrialState.FAIL and t[1].user_attrs["error"].startswith("interrupted")
-    assert json.loads((runs / "1" / "summary.json").read_text())["status"] == "failed"
+    assert json.loads((runs / "1" / "summary.json").read_text())["status"] == "interrupted"
     assert t[2].state == TrialState.FAIL and "nan" in t[2].user_attrs["error"]
     assert t[3].state == TrialState.RUNNING
     retry = [x for x in t.values() if x.system_attrs.get("failed_trial") == 1]
@@ -310,7 +310,7 @@ def test_recover_settles_dead_trials_from_their_records(tmp_path):
 
 
 def test_workers_are_pinned_one_gpu_each(monkeypatch):
-    from bench.sweep.study import cpu_threads, gpu_env
+    from bench.sweep.workers import cpu_threads, gpu_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert gpu_env(3) == [{"CUDA_VISIBLE_DEVICES": g} for g in ("0", "1", "0")]

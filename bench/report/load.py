@@ -131,8 +131,8 @@ def read_sweep(study_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
         raise BenchError(f"{path}: not valid YAML") from None
     return data if isinstance(data, dict) else None
 
@@ -153,28 +153,59 @@ def swept_keys(sweep: dict | None) -> list[str]:
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
+def _mapping(value: Any) -> dict:
+    """A record field that should be a JSON object; anything else (a damaged record) -> {}."""
+    return value if isinstance(value, dict) else {}
+
+
+# summary.json fields that are JSON objects when present (README, "The run record")
+SUMMARY_OBJECTS = ("config", "spikes_per_image", "nonzero_per_image", "max_spike_per_probe",
+                   "energy", "grad_norm_per_block")
+
+
+def check_record(path: Path) -> None:
+    """A record file bench wrote is a JSON object whose fields have their types; a damaged or
+    foreign one stops the report with one line naming it (a report must not guess)."""
+    if not path.is_file():
+        return
+    data = _read_json(path)
+    if data is None:
+        raise BenchError(f"{path}: damaged run record (not a JSON object); fix it or move its "
+                         "run folder away")
+    bad = [k for k in SUMMARY_OBJECTS if data.get(k) is not None and not isinstance(data[k], dict)]
+    bad += [k for k in SUMMARY_SCALARS if data.get(k) is not None
+            and (isinstance(data[k], bool) or not isinstance(data[k], (int, float)))]
+    bad += [k for k in ("status", "error") if data.get(k) is not None
+            and not isinstance(data[k], str)]
+    if bad:
+        raise BenchError(f"{path}: damaged run record ({', '.join(bad)}: wrong type); fix it or "
+                         "move its run folder away")
+
+
 def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[dict], list[dict]]:
-    """One record -> (run row, layer rows, grad rows); a missing or broken file leaves NaNs."""
+    """One record -> (run row, layer rows, grad rows); a missing CSV file leaves NaNs."""
+    check_record(run / "summary.json")
+    check_record(run / "config.json")
     summary = _read_json(run / "summary.json")
     written = _read_json(run / "config.json") or {}
-    config = (summary or {}).get("config") or written
-    config = {k: v for k, v in config.items() if k not in PROVENANCE}
+    config = _mapping((summary or {}).get("config")) or written
+    config = {str(k): v for k, v in config.items() if k not in PROVENANCE}
     uid = uid or f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",
                _config_keys=[k for k in row if k not in ("study", "run_id", "results")] + ["record"])
     row["git_commit"] = written.get("git_commit")
     if summary is None:
-        broken = (run / "summary.json").is_file()
-        row.update(status="unreadable" if broken else "no summary",
-                   error="summary.json is not valid JSON" if broken else "no summary.json yet")
+        row.update(status="no summary", error="no summary.json yet")
         return row, [], []
-    row.update(status=str(summary.get("status") or "unknown"), error=summary.get("error"))
+    error = summary.get("error")
+    row.update(status=str(summary.get("status") or "unknown"),
+               error=error if error is None else str(error))
     row.update(_summary_scalars(summary))
     return row, _layers(run, uid, summary), _grads(run, uid)
 
@@ -211,7 +242,7 @@ def energy_columns(summary: dict) -> dict[str, Any]:
         parts = energy["breakdown_uj_per_image"]
         out.update({f"energy_{t}_uj": _num(parts.get(t)) for t in ENERGY_TERMS})
     elif energy:
-        parts = energy.get("memory_parts_uj_per_image") or {}
+        parts = _mapping(energy.get("memory_parts_uj_per_image"))
         out["energy_arithmetic_uj"] = _num(energy.get("arith_uj_per_image"))
         out.update({f"energy_{new}_uj": _num(parts.get(old)) for old, new in OLD_PARTS.items()})
     out["energy_settings"] = energy_settings(energy, config)
@@ -286,9 +317,9 @@ def _num_text(text: str | None) -> float:
 
 def _layers_from_summary(summary: dict) -> list[dict]:
     """Probe rows from summary.json (kind guessed from the name; no neuron counts)."""
-    spikes = summary.get("spikes_per_image") or {}
-    nonzero = summary.get("nonzero_per_image") or {}
-    maxima = summary.get("max_spike_per_probe") or {}
+    spikes = _mapping(summary.get("spikes_per_image"))
+    nonzero = _mapping(summary.get("nonzero_per_image"))
+    maxima = _mapping(summary.get("max_spike_per_probe"))
     return [{"probe": p, "index": i, "kind": "sum" if SUM_PROBE.match(p) else None,
              "spikes_per_image": _num(v), "nonzero_per_image": _num(nonzero.get(p)),
              "max_spike": _num(maxima.get(p))} for i, (p, v) in enumerate(spikes.items())]

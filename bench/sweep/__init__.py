@@ -7,11 +7,15 @@ A sweep is one Optuna study named after the file's `name`, stored in
 results/<name>/optuna.journal (or `--storage postgresql://...` to share it between machines);
 each trial is one `bench.run.execute` writing results/<name>/runs/trial-NNNN/. The resolved
 sweep is saved as results/<name>/sweep.yaml for reports (baseline row, swept parameters).
+
+Exit code of `bench sweep`: 0 every trial done, 1 some trials failed (the table says which) or
+were left unrun, 2 a command mistake (one line), 130 interrupted (the same command continues).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,23 +28,41 @@ if TYPE_CHECKING:
 
 __all__ = ["main_sweep", "main_status"]
 
-MAX_EXIT = 100
+MAX_WORKERS = 64  # worker processes on one machine
 
 
 def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
                storage: str | None = None, results: str | None = None) -> int:
-    """Run (or continue) a sweep; returns the number of failed trials (0 when all completed)."""
+    """Run (or continue) a sweep; returns 0 when every trial is done, 1 when some failed or
+    were left unrun; raises Interrupted (a KeyboardInterrupt: exit 130) when stopped."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _sweep(file, sets, workers, storage, results)
+    finally:
+        for s, handler in old.items():
+            _on_signals(handler, (s,))
+
+
+def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
+           results: str | None) -> int:
     from bench.sweep.spec import load_spec
     from bench.sweep.progress import LiveProgress
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
-    from bench.sweep.study import open_study, recover, study_id, supervise, target_reached
+    from bench.sweep.study import open_study, recover, study_id, target_reached
+    from bench.sweep.workers import Interrupted, raise_interrupted, supervise
 
-    if workers is None or workers < 1:
-        raise BenchError(f"--workers must be >= 1, got {workers}")
+    if workers is None or not 1 <= workers <= MAX_WORKERS:
+        raise BenchError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
     quiet_optuna()
     spec = load_spec(file, sets)
-    study_dir = Path(results or "results") / spec.name
+    root = Path(results or "results")
+    for folder in (root, root / spec.name):
+        if folder.exists() and not folder.is_dir():
+            raise BenchError(f"{'--results ' if folder == root else ''}{folder} is a file, "
+                             "not a folder")
+    study_dir = root / spec.name
+    _on_signals(raise_interrupted)  # SIGTERM ends the sweep as Ctrl-C does, never silently
     study_dir.mkdir(parents=True, exist_ok=True)
     store = open_storage(storage, study_dir, workers=workers)
     study = open_study(spec, store)
@@ -53,19 +75,26 @@ def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
     try:
         supervise(spec, store, study, workers=workers, storage_url=storage,
                   results=str(results or "results"), on_poll=progress.poll)
-    except KeyboardInterrupt:
-        # Ctrl-C may have hit optuna mid-read: settle the stopped workers' trials (re-queued
-        # for the next run) through a fresh storage
-        store = open_storage(storage, study_dir, workers=workers)
-        recover(open_study(spec, store), store, spec, reason="interrupted (Ctrl-C)")
-        raise
-    finally:  # also after Ctrl-C: what was done so far
+    except Interrupted as exc:
         trials = store.get_all_trials(sid, deepcopy=False)
-        c = counts(trials)
-        print(f"\n{table(trials, resolved)}\n\n{count_text(c)}\n"
-              f"results: {study_dir} (records in {study_dir / 'runs'})", flush=True)
+        print(f"\n{table(trials, resolved)}\n\n{count_text(counts(trials))}\n"
+              f"stopped by {exc.signame}: running trials {exc.requeued} re-queued; "
+              "the same command continues the sweep", flush=True)
+        raise
+    trials = store.get_all_trials(sid, deepcopy=False)
+    c = counts(trials)
+    print(f"\n{table(trials, resolved)}\n\n{count_text(c)}\n"
+          f"results: {study_dir} (records in {study_dir / 'runs'})", flush=True)
     unrun = 0 if target_reached(spec, trials) else c["left"]
-    return min(MAX_EXIT, c["failed"] + unrun)
+    return 1 if c["failed"] or unrun else 0
+
+
+def _on_signals(handler: object, which: tuple = (signal.SIGINT, signal.SIGTERM)) -> None:
+    try:
+        for s in which:
+            signal.signal(s, handler)  # type: ignore[arg-type]
+    except ValueError:  # not the main thread (a notebook's worker thread): leave them be
+        pass
 
 
 def _header(spec: "SweepSpec", workers: int, storage: str | None, study_dir: Path, trials: list,
@@ -93,16 +122,14 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
     path = Path(results_dir)
     if not path.is_dir():
         raise BenchError(f"no sweep folder {path}")
-    saved = path / "sweep.yaml"
-    name = path.name
-    if saved.is_file():
-        name = (yaml.safe_load(saved.read_text()) or {}).get("name", name)
+    name = _saved_name(path / "sweep.yaml", path.name)
     store = open_storage(storage, path, create=False)
     try:
         sid = study_id(store, name)
     except KeyError:
         raise BenchError(f"no sweep named '{name}' in the storage of {path}") from None
-    spec = store.get_study_user_attrs(sid).get(SPEC_ATTR) or {}
+    spec = store.get_study_user_attrs(sid).get(SPEC_ATTR)
+    spec = spec if isinstance(spec, dict) else {}
     trials = store.get_all_trials(sid, deepcopy=False)
     print(table(trials, spec))
     if replicate_keys(spec):
@@ -110,6 +137,22 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
               f"{replicate_table(trials, spec)}")
     print(f"\n{count_text(counts(trials))}\nresults: {path}")
     return 0
+
+
+def _saved_name(saved: Path, default: str) -> str:
+    """The sweep name in a study folder's sweep.yaml (written by bench sweep)."""
+    if not saved.is_file():
+        return default
+    try:
+        data = yaml.safe_load(saved.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        raise BenchError(f"{saved}: not a sweep file bench wrote (unreadable YAML); "
+                         "delete it and re-run `bench sweep` of that study") from None
+    name = data.get("name", default) if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        raise BenchError(f"{saved}: no sweep name in it; delete it and re-run `bench sweep` "
+                         "of that study")
+    return name
 
 
 def _save_yaml(path: Path, data: dict) -> None:

@@ -10,10 +10,8 @@ before any trial starts.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +20,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
                                   IntDistribution)
 
 from bench import config as cfgmod
+from bench.config import short
 from bench.errors import BenchError
 
 METHODS = ("grid", "random", "bayes")
@@ -44,7 +43,7 @@ SUMMARY_METRICS = {"test_acc": "val/acc", "val_acc": "val/acc", "test_loss": "va
                    "nonzero_total_per_image": None,
                    "energy_uj_per_image": "val/energy_uj_per_image",
                    "duration_s": None, "epochs_completed": None}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_TRIALS = 10_000  # slots of one sweep (grid points run, or run_cap); README "Limits"
 
 
 def logged_metrics() -> list[str]:
@@ -96,20 +95,31 @@ class Param:
             return IntDistribution(int(self.low), int(self.high), step=int(self.q))
         return FloatDistribution(float(self.low), float(self.high), step=float(self.q))
 
-    def grid_values(self) -> list:
-        """The points a grid visits: W&B enumerates values, int_uniform and q_uniform."""
+    def grid_size(self) -> int:
+        """How many points a grid visits on this axis (counted, never listed)."""
         if self.distribution == "categorical":
-            return list(self.values)
+            return len(self.values)
         if self.distribution == "int_uniform":
-            return list(range(int(self.low), int(self.high) + 1))
+            return int(self.high) - int(self.low) + 1
         if self.distribution == "q_uniform":
             dist = self.optuna()
-            n = int(math.floor((dist.high - dist.low) / dist.step + 1e-9)) + 1
-            if isinstance(dist, IntDistribution):
-                return [dist.low + i * dist.step for i in range(n)]
-            return [round(dist.low + i * dist.step, 12) for i in range(n)]
+            return int(math.floor((dist.high - dist.low) / dist.step + 1e-9)) + 1
         raise BenchError(f"parameter '{self.name}': method grid cannot enumerate the continuous "
                          f"distribution '{self.distribution}'; use values, int_uniform or q_uniform")
+
+    def grid_value(self, i: int) -> Any:
+        """The i-th point of this axis (W&B enumerates values, int_uniform and q_uniform)."""
+        if self.distribution == "categorical":
+            return self.values[i]
+        if self.distribution == "int_uniform":
+            return int(self.low) + i
+        dist = self.optuna()
+        if isinstance(dist, IntDistribution):
+            return dist.low + i * dist.step
+        return round(dist.low + i * dist.step, 12)
+
+    def grid_values(self) -> list:
+        return [self.grid_value(i) for i in range(self.grid_size())]
 
     def to_yaml(self) -> dict[str, Any]:
         if self.distribution == "categorical":
@@ -145,20 +155,30 @@ class SweepSpec:
         return {name: p.optuna() for name, p in self.params.items()
                 if name not in self.replicates}
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Every point; replicate keys vary slowest, so each configuration's first replicate
-        runs before any second one."""
+    def grid_size(self) -> int:
+        return math.prod(p.grid_size() for p in self.params.values())
+
+    def grid_point(self, k: int) -> dict[str, Any]:
+        """The k-th grid point in itertools.product order (the last parameter varies fastest,
+        replicate keys slowest, so each configuration's first replicate runs before any second
+        one), computed from k so a huge grid with a small run_cap is never listed."""
+        point = {}
         names = [*self.replicates, *(n for n in self.params if n not in self.replicates)]
-        axes = [self.params[n].grid_values() for n in names]
-        order = list(self.params)
-        return [{n: dict(zip(names, point))[n] for n in order}
-                for point in itertools.product(*axes)]
+        for name in reversed(names):
+            p = self.params[name]
+            k, i = divmod(k, p.grid_size())
+            point[name] = p.grid_value(i)
+        return {name: point[name] for name in self.params}
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every point (grid_point order)."""
+        return [self.grid_point(k) for k in range(self.grid_size())]
 
     def slots(self) -> list[dict[str, Any]]:
         """The trials of the sweep, enqueued once each: grid points, or run_cap empty dicts
         (an enqueued trial with no fixed params is sampled by the study's sampler)."""
         if self.method == "grid":
-            return self.grid()[: self.run_cap]
+            return [self.grid_point(k) for k in range(self.run_cap)]
         return [{} for _ in range(self.run_cap)]
 
     def monitor(self) -> str | None:
@@ -235,7 +255,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
     if method is None:
         raise BenchError(f"{where} 'method' is missing; use one of {', '.join(METHODS)}")
     if method not in METHODS:
-        raise BenchError(f"{where} method {method!r} is not one of {', '.join(METHODS)}")
+        raise BenchError(f"{where} method {short(method)} is not one of {', '.join(METHODS)}")
     fixed, params = _parameters(data.get("parameters"), where)
     _apply_sets(fixed, params, sets, where)
     _check_config(fixed, params, where)
@@ -244,9 +264,13 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
     run_cap = _run_cap(data.get("run_cap"), method, where)
     if method == "grid":
         try:
-            size = math.prod(len(p.grid_values()) for p in params.values())
+            size = math.prod(p.grid_size() for p in params.values())
         except BenchError as exc:
             raise BenchError(f"{where} {exc}") from None
+        if run_cap is None and size > MAX_TRIALS:
+            raise BenchError(f"{where} the grid has {size} points, over the limit of "
+                             f"{MAX_TRIALS} trials; shrink it, or set run_cap to run its first "
+                             "points")
         run_cap = size if run_cap is None else min(run_cap, size)
     elif run_cap is None:
         raise BenchError(f"{where} method {method} needs 'run_cap' (the number of trials)")
@@ -266,15 +290,12 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
 
 
 def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise BenchError(f"{where} name {value!r} must be letters, digits, '_', '.' or '-' "
-                         "(it names the folder results/<name>)")
-    return value
+    return cfgmod.check_name(f"{where} name", value)
 
 
 def _opt_str(value: Any, key: str, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise BenchError(f"{where} '{key}' must be a string, got {value!r}")
+        raise BenchError(f"{where} '{key}' must be a string, got {short(value)}")
     return value
 
 
@@ -287,7 +308,7 @@ def _parameters(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Param]]
         _check_name(name, where)
         if not isinstance(body, dict):
             raise BenchError(f"{where} parameter '{name}' must be a mapping with value, values "
-                             f"or min/max, got {body!r}")
+                             f"or min/max, got {short(body)}")
         for key in body:
             if key not in PARAM_KEYS:
                 raise BenchError(f"{where} parameter '{name}': unknown key '{key}'; "
@@ -311,16 +332,20 @@ def _check_name(name: Any, where: str) -> None:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     try:
-        return cfgmod.coerce(name, value)
+        value = cfgmod.coerce(name, value)
     except BenchError as exc:
         raise BenchError(f"{where} {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BenchError(f"{where} config key '{name}': {value!r} must be a finite number")
+    return value
 
 
 def _parameter(name: str, body: dict[str, Any], where: str) -> Param | tuple[Any]:
     """A Param for a swept parameter, or a 1-tuple holding a fixed value."""
     dist = body.get("distribution")
     if dist is not None and dist not in DISTRIBUTIONS:
-        raise BenchError(f"{where} parameter '{name}': distribution {dist!r} is not supported; "
+        raise BenchError(f"{where} parameter '{name}': distribution {short(dist)} is not "
+                         "supported; "
                          f"use one of {', '.join(DISTRIBUTIONS)}")
     shapes = [k for k in ("value", "values", "min") if k in body]
     if "max" in body and "min" not in body:
@@ -351,11 +376,12 @@ def _categorical(name: str, values: Any, dist: str | None, where: str) -> Param:
     if not isinstance(values, list) or not values:
         raise BenchError(f"{where} parameter '{name}': 'values' must be a non-empty list")
     if not all(_is_scalar(v) for v in values):
-        raise BenchError(f"{where} parameter '{name}': values must be plain scalars, got {values!r}")
+        raise BenchError(f"{where} parameter '{name}': values must be plain scalars, "
+                         f"got {short(values)}")
     # types only: a value out of range or an unknown choice fails its own trial, not the sweep
     coerced = tuple(_coerce(name, v, where) for v in values)
     if len(set(map(repr, coerced))) != len(coerced):
-        raise BenchError(f"{where} parameter '{name}': values repeat: {values!r}")
+        raise BenchError(f"{where} parameter '{name}': values repeat: {short(values)}")
     return Param(name, "categorical", values=coerced)
 
 
@@ -365,7 +391,7 @@ def _ranged(name: str, body: dict[str, Any], dist: str | None, where: str) -> Pa
         raise BenchError(f"{where} parameter '{name}': 'min' needs 'max'")
     if not (_is_number(low) and _is_number(high)):
         raise BenchError(f"{where} parameter '{name}': min and max must be numbers, "
-                         f"got {low!r} and {high!r}")
+                         f"got {short(low)} and {short(high)}")
     if low > high:
         raise BenchError(f"{where} parameter '{name}': min {low} > max {high}")
     kind = _kind(name)
@@ -389,7 +415,7 @@ def _ranged(name: str, body: dict[str, Any], dist: str | None, where: str) -> Pa
     if dist == "q_uniform":
         q = 1.0 if q is None else q  # W&B's default
         if not _is_number(q) or not q > 0:
-            raise BenchError(f"{where} parameter '{name}': q must be a number > 0, got {q!r}")
+            raise BenchError(f"{where} parameter '{name}': q must be a number > 0, got {short(q)}")
         if kind == "int" and not (float(q).is_integer() and float(low).is_integer()):
             raise BenchError(f"{where} parameter '{name}' is an int key: q_uniform needs "
                              "integer min and q")
@@ -429,7 +455,7 @@ def _metric(raw: Any, method: str, early: Any, where: str) -> tuple[str, str, fl
                              "{name, goal}")
         return "test_acc", "maximize", None  # grid/random without a metric: report accuracy
     if not isinstance(raw, dict):
-        raise BenchError(f"{where} 'metric' must be a mapping {{name, goal}}, got {raw!r}")
+        raise BenchError(f"{where} 'metric' must be a mapping {{name, goal}}, got {short(raw)}")
     for key in raw:
         if key not in METRIC_KEYS:
             raise BenchError(f"{where} metric key '{key}' is not supported; "
@@ -437,13 +463,13 @@ def _metric(raw: Any, method: str, early: Any, where: str) -> tuple[str, str, fl
     allowed = [*SUMMARY_METRICS, *logged_metrics()]
     name = raw.get("name")
     if name not in allowed:
-        raise BenchError(f"{where} metric name {name!r} is not one of {', '.join(allowed)}")
+        raise BenchError(f"{where} metric name {short(name)} is not one of {', '.join(allowed)}")
     goal = raw.get("goal", "minimize")  # W&B's default
     if goal not in GOALS:
-        raise BenchError(f"{where} metric goal {goal!r} is not one of {', '.join(GOALS)}")
+        raise BenchError(f"{where} metric goal {short(goal)} is not one of {', '.join(GOALS)}")
     target = raw.get("target")
     if target is not None and not _is_number(target):
-        raise BenchError(f"{where} metric target must be a number, got {target!r}")
+        raise BenchError(f"{where} metric target must be a number, got {short(target)}")
     return name, goal, target
 
 
@@ -461,13 +487,13 @@ def _early_terminate(raw: Any, where: str) -> dict[str, Any] | None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 1):
             raise BenchError(f"{where} early_terminate {key} must be an integer >= 1, "
-                             f"got {value!r}")
+                             f"got {short(value)}")
     if "min_iter" not in raw and not ("max_iter" in raw and "s" in raw):
         raise BenchError(f"{where} early_terminate needs min_iter, or max_iter with s")
     eta = raw.get("eta", 3)
     if not isinstance(eta, int) or isinstance(eta, bool) or eta < 2:
         # optuna's HyperbandPruner takes an integer reduction factor
-        raise BenchError(f"{where} early_terminate eta must be an integer >= 2, got {eta!r}")
+        raise BenchError(f"{where} early_terminate eta must be an integer >= 2, got {short(eta)}")
     if "strict" in raw and not isinstance(raw["strict"], bool):
         raise BenchError(f"{where} early_terminate strict must be true or false")
     # `strict` is accepted for W&B files and has no Optuna counterpart: HyperbandPruner always
@@ -479,7 +505,9 @@ def _run_cap(raw: Any, method: str, where: str) -> int | None:
     if raw is None:
         return None
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
-        raise BenchError(f"{where} run_cap must be an integer >= 1, got {raw!r}")
+        raise BenchError(f"{where} run_cap must be an integer >= 1, got {short(raw)}")
+    if raw > MAX_TRIALS:
+        raise BenchError(f"{where} run_cap {raw} is over the limit of {MAX_TRIALS} trials")
     return raw
 
 

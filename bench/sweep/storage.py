@@ -8,6 +8,7 @@ time) so a later `bench sweep` can tell a trial whose process died from one stil
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
 from bench.errors import BenchError
 
@@ -58,15 +59,98 @@ def open_storage(url: str | None, study_dir: Path, *, workers: int = 1,
     """The study's storage: a journal file (default, or a path) or an RDB URL."""
     if url is None or "://" not in url:
         path = journal_path(study_dir) if url is None else Path(url)
+        check_journal_path(path, given=url is not None)
         if not create and not path.is_file():
             raise BenchError(f"no sweep journal at {path}; was the sweep run with --storage? "
                              "pass the same --storage URL")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        repair_journal(path)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except JOURNAL_DAMAGE as exc:
+            raise BenchError(f"{path}: not a readable Optuna journal ({type(exc).__name__}); "
+                             "restore it from a backup, or move it away to start the study "
+                             "over") from None
     if url.startswith("sqlite") and workers > 1:
         raise BenchError(f"--storage {url}: sqlite cannot take {workers} parallel workers; use "
                          "the default journal file or postgresql://")
     return _open_rdb(url)
+
+
+# what replaying a damaged or foreign file as a journal raises (json, bytes, missing fields)
+JOURNAL_DAMAGE = (ValueError, TypeError, KeyError, AttributeError, IndexError)
+
+
+def _first_line(path: Path, limit: int = 65536) -> bytes:
+    with open(path, "rb") as f:
+        return f.readline(limit)
+
+
+def is_journal(path: Path) -> bool:
+    """An empty file, or one whose first line is an Optuna journal record."""
+    line = _first_line(path)
+    if not line:
+        return True
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
+
+
+def check_journal_path(path: Path, *, given: bool) -> None:
+    """`--storage PATH` takes only a journal bench created, or a new *.journal path: never
+    appends Optuna records to some other file."""
+    flag = "--storage " if given else ""
+    if path.is_dir():
+        raise BenchError(f"{flag}{path} is a folder; give a journal file (*.journal) or a "
+                         "database URL (postgresql://...)")
+    if path.exists() and not path.is_file():
+        raise BenchError(f"{flag}{path} is not a regular file")
+    if path.is_file():
+        if not is_journal(path):
+            raise BenchError(f"{flag}{path} is not an Optuna journal; give a new *.journal path "
+                             "or a database URL (postgresql://...)")
+    elif given and path.suffix != ".journal":
+        raise BenchError(f"--storage {path}: a new journal file must end in .journal "
+                         "(or give a database URL, postgresql://...)")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BenchError(f"{flag}{path}: {parent} is a file, not a folder")
+
+
+def repair_journal(path: Path) -> None:
+    """Cut a torn last line (a write stopped by power loss or a full disk) off the journal,
+    keeping the cut bytes beside it. Optuna would append after the fragment and every later
+    read of the study would fail. Done under the journal's own lock: an append in progress
+    holds it, so what we see unlocked-and-unterminated is torn."""
+    if not path.is_file() or path.stat().st_size == 0 or _last_byte(path) == b"\n":
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):
+            return
+        backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup.write_bytes(data[keep:])
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        lock.release()
+    print(f"repaired {path}: its last line was cut off mid-write ({len(data) - keep} bytes, "
+          f"kept in {backup})", flush=True)
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def _open_rdb(url: str, attempts: int = 5) -> RDBStorage:

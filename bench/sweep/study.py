@@ -5,9 +5,12 @@ every grid point, or `run_cap` empty trials that the sampler fills in (RandomSam
 when a worker pops them. Workers only ever pop WAITING trials (never `study.ask()`, which
 would invent a trial when the queue is empty), so K workers on M machines run each slot once.
 
-Resume: a trial left RUNNING by a process that died is marked FAIL (error "interrupted") and
-re-enqueued with the same params by optuna's RetryHeartbeatStaleTrialCallback, the same
-callback RDBStorage's heartbeat uses across machines. Completed trials are never re-run.
+Resume: a trial left RUNNING by a process that died, or stopped by a signal, is marked FAIL
+(error "interrupted ...") and re-enqueued with the same params by optuna's
+RetryHeartbeatStaleTrialCallback, the same callback RDBStorage's heartbeat uses across machines;
+the retry keeps the run folder of the first attempt (trial-NNNN of the original number) and
+continues from its checkpoint where bench.run.execute can resume. Completed trials are never
+re-run. The worker and parent processes, and the signals that stop them: bench.sweep.workers.
 """
 
 from __future__ import annotations
@@ -16,19 +19,14 @@ import csv
 import gc
 import json
 import math
-import multiprocessing
-import os
-import signal
-import socket
 import sys
 import threading
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -39,17 +37,27 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.errors import BenchError
 from bench.sweep.attrs import enqueue_args, name_metric, replicate_values, set_headline
 from bench.sweep.spec import SUMMARY_METRICS, SweepSpec, upgrade_fingerprint
-from bench.sweep.storage import (OWNER, open_storage, owner_alive, owner_info, quiet_optuna,
-                                 retry_callback)
+from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
+
+if TYPE_CHECKING:
+    from bench.sweep.workers import WorkerJob
 
 SPEC_ATTR = "bench:spec"  # study user attr: the resolved sweep (a dict), set by the creator
 ENQUEUED_ATTR = "bench:enqueued"  # study user attr: number of slots, set after enqueueing them
 CREATOR_ATTR = "bench:creator"  # study system attr: owner_info of the creating process
 ENQUEUE_WAIT_S = 60.0  # how long a loader waits for another machine's creator to enqueue
 UNOWNED_GRACE_S = 60.0  # a RUNNING trial with no owner after this long lost its worker
-POLL_S = 1.0
+
+
+class MetricMissing(ValueError):
+    """The sweep's metric is missing or not finite in a finished run's record."""
+
+
 # trial errors that are results, not bugs: printed as one line, without a traceback
-EXPECTED = (BenchError, FloatingPointError, MemoryError, ValueError)
+# (BenchError: a bad value in the trial's grid point; FloatingPointError: a non-finite loss)
+EXPECTED = (BenchError, FloatingPointError, MemoryError, MetricMissing)
+# a record's error after its worker was stopped mid-trial (bench.sweep.workers, Lightning)
+INTERRUPT_ERRORS = ("interrupted", "TrialInterrupted", "SIGTERMException")
 
 
 # ---- the study and its slots ----------------------------------------------------------------
@@ -147,13 +155,15 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
 
 
 def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry: bool = True,
-            pids: set[int] | None = None, reason: str = "interrupted") -> list[int]:
+            pids: set[int] | None = None, reason: str = "interrupted",
+            max_retry: int | None = MAX_RETRY) -> list[int]:
     """Settle RUNNING trials whose process is dead; returns the numbers re-enqueued.
 
     Owners on this machine are checked by pid; owners elsewhere by RDB heartbeat (optuna's
     fail_stale_trials). `pids`: only trials owned by these (dead) worker pids. A dead trial's
     run record decides: a finished record (the worker died before telling the study) is told
-    as it is; a running or missing one is FAIL, and re-enqueued with the same params if `retry`.
+    as it is; a running or missing one is FAIL, and re-enqueued with the same params if `retry`
+    (at most `max_retry` times: a trial may be what kills its worker; None: a stop we asked for).
     """
     if isinstance(storage, RDBStorage) and pids is None:
         fail_stale_trials(study)  # heartbeat-stale trials: FAIL + retry_callback
@@ -163,10 +173,35 @@ def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry
         why = _dead(t, pids, reason)
         if why is None:
             continue
-        if _settle(storage, sid, t, spec, why) and retry:
+        if not _settle(storage, sid, t, spec, why):
+            continue
+        again = retry and requeue(study, storage.get_trial(_tid(storage, sid, t.number)),
+                                  max_retry)
+        if again:
             requeued.append(t.number)
-            retry_callback()(study, storage.get_trial(_tid(storage, sid, t.number)))
+        summary = _read_summary(t.user_attrs.get("run_dir"))
+        if summary:  # its summary.json would say "running" forever
+            mark_record(Path(t.user_attrs["run_dir"]), summary,
+                        "interrupted" if again else "failed", why)
     return requeued
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
+    """Enqueue a stopped trial again (same params, user attrs, and a retry_history naming it);
+    False when it already ran max_retry times."""
+    before = len(trial.system_attrs.get("retry_history", []))
+    if max_retry is not None and before >= max_retry:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
+    return True
+
+
+def first_number(trial: FrozenTrial) -> int:
+    """The number of a trial's first attempt (a retry carries the history of its attempts)."""
+    history = trial.system_attrs.get("retry_history") or [trial.number]
+    return int(history[0])
 
 
 def _dead(t: FrozenTrial, pids: set[int] | None, reason: str) -> str | None:
@@ -190,6 +225,11 @@ def _tid(storage: BaseStorage, sid: int, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(sid, number)
 
 
+def interrupted_error(error: Any) -> bool:
+    """A record's error that says the trial was stopped, not that it failed."""
+    return isinstance(error, str) and error.startswith(INTERRUPT_ERRORS)
+
+
 def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why: str) -> bool:
     """Finish a dead trial from its record; True if it was interrupted (worth a re-run) and
     this process settled it (another process settling the same trial first wins)."""
@@ -200,23 +240,26 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
     if status == "completed":  # the worker died between its record and telling the study
         try:
             value = metric_value(spec.metric, summary, Path(run_dir))
-        except (OSError, ValueError) as exc:
+        except (OSError, MetricMissing) as exc:
             _finish(storage, tid, TrialState.FAIL, error=one_line(exc))
             return False
         _finish(storage, tid, TrialState.COMPLETE, values=[value])
         return False
-    if status in ("failed", "pruned"):
+    if status in ("failed", "pruned") and not interrupted_error(summary.get("error")):
         state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
         _finish(storage, tid, state, error=summary.get("error"))
         return False
-    if not _finish(storage, tid, TrialState.FAIL, error=why):
-        return False
-    if status == "running":  # its summary.json would say "running" forever
-        from bench.record import write_json_atomic
+    return _finish(storage, tid, TrialState.FAIL, error=why)
 
-        write_json_atomic(Path(run_dir) / "summary.json",
-                          {**summary, "status": "failed", "error": why})
-    return True
+
+def mark_record(run_dir: Path, summary: dict[str, Any], status: str, error: str) -> None:
+    """Set a stopped run's record status (it keeps what it measured so far)."""
+    from bench.record import write_json_atomic
+
+    try:
+        write_json_atomic(run_dir / "summary.json", {**summary, "status": status, "error": error})
+    except OSError:  # e.g. the disk is still full: the next sweep settles it again
+        pass
 
 
 def _finish(storage: BaseStorage, tid: int, state: TrialState, *, error: str | None = None,
@@ -235,58 +278,13 @@ def _read_summary(run_dir: str | None) -> dict[str, Any]:
     if not run_dir:
         return {}
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
+        data = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-# ---- one worker process ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WorkerJob:
-    spec: SweepSpec
-    storage: str | None  # URL or journal path; None: results/<name>/optuna.journal
-    results: str
-    index: int = 0
-    env: dict[str, str] = field(default_factory=dict)
-    threads: int | None = None  # torch intra-op threads when workers share the CPU
-
-
-def worker_main(job: WorkerJob) -> None:
-    """Pop and run WAITING trials until none are left (a process of its own)."""
-    os.environ.update(job.env)  # CUDA_VISIBLE_DEVICES before torch is imported
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us and re-queues
-    _quiet_trials()
-    if job.threads:
-        import torch
-
-        torch.set_num_threads(job.threads)
-    spec = job.spec
-    storage = open_storage(job.storage, Path(job.results) / spec.name)
-    study = optuna.load_study(study_name=spec.name, storage=storage, pruner=make_pruner(spec))
-    sid = study_id(storage, spec.name)
-    while not target_reached(spec, storage.get_all_trials(sid, deepcopy=False)):
-        if isinstance(storage, RDBStorage):
-            fail_stale_trials(study)
-        tid = pop_waiting(storage, sid)
-        if tid is None:
-            return
-        run_trial(study, storage, tid, job)
-
-
-def _quiet_trials() -> None:
-    """One progress line per trial: silence Lightning's per-run banners and deprecations."""
-    import logging
-
-    import lightning  # noqa: F401  (its import resets its loggers to INFO)
-
-    quiet_optuna()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*is deprecated.*")
-
+# ---- one trial ------------------------------------------------------------------------------
 
 def pop_waiting(storage: BaseStorage, sid: int) -> int | None:
     """Claim the lowest WAITING trial (WAITING -> RUNNING is atomic in journal and RDB)."""
@@ -337,12 +335,17 @@ class _Heartbeat:
             self.thread.join()
 
 
-def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJob) -> None:
-    """One trial, isolated: any exception marks it FAIL with its one-line error."""
+def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJob) -> str:
+    """One trial, isolated: an exception it raises marks it FAIL with its one-line error; a
+    stop (a signal to its worker, a full disk) re-queues it. Returns "done", "interrupted" or
+    "disk full"."""
+    from bench.sweep.workers import disk_full, stop_requested
+
     spec = job.spec
-    number = storage.get_trial(tid).number
+    frozen = storage.get_trial(tid)
+    number = frozen.number
     storage.set_trial_system_attr(tid, OWNER, owner_info(number))
-    run_id = f"trial-{number:04d}"
+    run_id = f"trial-{first_number(frozen):04d}"  # a retry continues its first attempt's folder
     run_dir = (Path(job.results) / spec.name / "runs" / run_id).absolute()  # for any cwd
     for key, value in (("run_dir", str(run_dir)), ("error", None), ("run_id", run_id)):
         storage.set_trial_user_attr(tid, key, value)
@@ -351,22 +354,32 @@ def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJo
     study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     trial = optuna.Trial(study, tid)
     beat = _Heartbeat(storage, tid)
-    state, value, error, params = TrialState.FAIL, None, None, {}
+    state, value, error, params, stopped = TrialState.FAIL, None, None, {}, None
     try:
         params = suggest(trial, spec)
         value = objective(trial, spec, params, job.results, run_id)
         state = TrialState.COMPLETE
     except optuna.TrialPruned:
         state = TrialState.PRUNED
-    except Exception as exc:  # noqa: BLE001 - the trial fails, the sweep goes on
-        error = one_line(exc)
-        if not _expected(exc):  # a bug, not a bad setting: show where
-            print(f"trial {number}: {traceback.format_exc()}", file=sys.stderr, flush=True)
-        if _read_summary(str(run_dir)).get("status") in (None, "running"):
-            _failure_record(run_dir, spec, number, params, error)
+    except BaseException as exc:  # noqa: BLE001 - the trial fails (or stops), the sweep goes on
+        if disk_full(exc):
+            stopped = "disk full"
+        elif stop_requested() or interrupted_error(one_line(exc)):
+            stopped = f"interrupted ({stop_requested() or 'SIGTERM'})"
+        elif not isinstance(exc, Exception):
+            raise  # SystemExit or KeyboardInterrupt that nobody asked for
+        else:
+            error = one_line(exc)
+            if not _expected(exc):  # a bug, not a bad setting: show where
+                print(f"trial {number}: {traceback.format_exc()}", file=sys.stderr, flush=True)
+            if _read_summary(str(run_dir)).get("status") in (None, "running"):
+                _failure_record(run_dir, spec, number, params, error)
     finally:
         beat.close()
         _free_memory()
+    if stopped is not None:
+        _requeue_stopped(study, storage, tid, run_dir, stopped)
+        return "disk full" if stopped == "disk full" else "interrupted"
     try:
         if error is not None:
             storage.set_trial_user_attr(tid, "error", error)
@@ -374,6 +387,18 @@ def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJo
     except UpdateFinishedTrialError:  # another machine judged us dead (missed heartbeats)
         print(f"trial {number}: finished after it was given up and re-queued",
               file=sys.stderr, flush=True)
+    return "done"
+
+
+def _requeue_stopped(study: optuna.Study, storage: BaseStorage, tid: int, run_dir: Path,
+                     why: str) -> None:
+    """A trial we stopped is not a failed one: its record says "interrupted" and it runs again
+    (with a full disk these writes may fail: the parent or the next sweep settles it)."""
+    summary = _read_summary(str(run_dir))
+    if summary:
+        mark_record(run_dir, summary, "interrupted", why)
+    if _finish(storage, tid, TrialState.FAIL, error=why):
+        requeue(study, storage.get_trial(tid), max_retry=None)
 
 
 def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
@@ -407,13 +432,15 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
     from bench.record import run_dir
     from bench.run import execute
     from bench.sweep.progress import TrialReporter
+    from bench.sweep.workers import stop_callback
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
     # intermediate values and live progress every epoch; pruning only with early_terminate
     reporter = TrialReporter(trial, spec.monitor(), shown=spec.monitor() or "val/acc",
                              prune=bool(spec.early_terminate))
-    try:
-        summary = execute(cfg, trial=trial.number, callbacks=[reporter])
+    try:  # a re-queued trial's folder exists: it continues from its last checkpoint
+        summary = execute(cfg, trial=trial.number, callbacks=[stop_callback(), reporter],
+                          resume=run_dir(cfg).exists())
     finally:  # completed, pruned or failed: the dashboard gets the run's numbers
         set_headline(trial, run_dir(cfg))
     return metric_value(spec.metric, summary, run_dir(cfg))
@@ -421,17 +448,21 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
 
 def metric_value(name: str, summary: dict[str, Any], run_dir: Path) -> float:
     """A summary.json scalar, or the last value of a metrics.csv column (e.g. val/acc)."""
-    if name in SUMMARY_METRICS:
-        value = summary.get(name)
-    else:
-        value = None
-        with open(Path(run_dir) / "metrics.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get(name) not in (None, ""):
-                    value = float(row[name])
-    if value is None or not math.isfinite(float(value)):
-        raise ValueError(f"metric '{name}' is {value} in the run record")
-    return float(value)
+    value: Any = None
+    try:
+        if name in SUMMARY_METRICS:
+            value = summary.get(name)
+        else:
+            value = None
+            with open(Path(run_dir) / "metrics.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    if row.get(name) not in (None, ""):
+                        value = float(row[name])
+        if value is not None and math.isfinite(float(value)):
+            return float(value)
+    except (ValueError, TypeError, csv.Error):
+        pass
+    raise MetricMissing(f"metric '{name}' is {str(value)[:40]} in the run record")
 
 
 def _expected(exc: BaseException) -> bool:
@@ -461,90 +492,3 @@ def _free_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()  # after a CUDA OOM the next trial starts clean
-
-
-# ---- the parent process ---------------------------------------------------------------------
-
-def gpu_env(workers: int) -> list[dict[str, str]]:
-    """Worker i sees GPU i (mod count) when several GPUs are present; else nothing changes."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        gpus = [g for g in visible.split(",") if g.strip()]
-    else:
-        torch = sys.modules.get("torch")
-        count = torch.cuda.device_count() if torch is not None else 0
-        gpus = [str(i) for i in range(count)]
-    if len(gpus) < 2:
-        return [{} for _ in range(workers)]
-    return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(workers)]
-
-
-def cpu_threads(workers: int, env: list[dict[str, str]]) -> int | None:
-    """Split the cores between CPU workers (torch would give each one all of them)."""
-    if workers < 2 or any(env):
-        return None
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, workers: int,
-              storage_url: str | None, results: str, on_poll: Callable[[], None]) -> None:
-    """Run `workers` worker processes to the end of the queue, calling on_poll() each second.
-
-    A worker that dies mid-trial (e.g. killed for memory) fails that trial, which is not
-    retried, and a new worker takes its place while trials are left. On Ctrl-C the workers
-    are stopped and KeyboardInterrupt goes on to the caller."""
-    ctx = multiprocessing.get_context("spawn")
-    envs = gpu_env(workers)
-    threads = cpu_threads(workers, envs)
-    procs: dict[int, multiprocessing.process.BaseProcess] = {}
-
-    def start(i: int) -> None:
-        job = WorkerJob(spec, storage_url, results, index=i, env=envs[i], threads=threads)
-        procs[i] = ctx.Process(target=worker_main, args=(job,), name=f"bench-sweep-{i}")
-        procs[i].start()
-
-    sid = study_id(storage, spec.name)
-    waiting = storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,))
-    for i in range(min(workers, len(waiting))):  # a finished sweep starts no worker
-        start(i)
-    try:
-        while procs:
-            time.sleep(POLL_S)
-            for i, p in list(procs.items()):
-                if p.is_alive():
-                    continue
-                p.join()
-                del procs[i]
-                if p.exitcode != 0:
-                    recover(study, storage, spec, retry=False, pids={p.pid},
-                            reason=f"worker process died ({_exit_text(p.exitcode)})")
-                    # a trial killed its worker: replace it; one that died before any trial
-                    # would die again (a broken storage or install): let the sweep end
-                    if _ran_trials(storage, sid, p.pid) and storage.get_all_trials(
-                            sid, deepcopy=False, states=(TrialState.WAITING,)):
-                        start(i)
-            on_poll()
-    except KeyboardInterrupt:  # the caller re-queues their trials (workers ignore SIGINT)
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            p.join()
-        raise
-    on_poll()
-
-
-def _ran_trials(storage: BaseStorage, sid: int, pid: int) -> bool:
-    host = socket.gethostname()
-    return any(t.system_attrs.get(OWNER, {}).get("pid") == pid
-               and t.system_attrs[OWNER].get("host") == host
-               for t in storage.get_all_trials(sid, deepcopy=False))
-
-
-def _exit_text(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}" + (
-                ", out of memory?" if -code == signal.SIGKILL else "")
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"

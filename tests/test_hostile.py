@@ -1,0 +1,338 @@
+"""Hostile and faulty input across the verbs: each is one line on stderr naming the key or
+file, exit 2, no traceback, nothing already on disk changed, and bounded memory for inputs
+that could expand (YAML aliases, huge grids). Run in-process through bench.cli.main."""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi"))  # ~600 bytes, 9^9 strings once expanded
+GOOD_SWEEP = {"name": "ok", "method": "grid", "metric": {"name": "test_acc", "goal": "maximize"},
+              "parameters": {"seed": {"values": [0, 1]}, "dataset": {"value": "digits"}}}
+SUMMARY = {"status": "completed", "error": None, "run_id": "r", "study": "s", "trial": None,
+           "test_acc": 0.5, "config": {"arch": "sew_resnet18", "seed": 0, "T": 1, "N": 4}}
+
+
+def sweep_text(**changes) -> str:
+    return yaml.safe_dump({**GOOD_SWEEP, **changes})
+
+
+def param_sweep(**params) -> str:
+    return sweep_text(parameters={**GOOD_SWEEP["parameters"], **params})
+
+
+def build(t: Path) -> None:
+    """The files the cases point at (small; each case gets a fresh folder)."""
+    (t / "afile").write_text("just a file\n")
+    (t / "adir").mkdir()
+    (t / "random.bin").write_bytes(os.urandom(4096))
+    (t / "latin1.yaml").write_bytes(b"epochs: 2\narch: caf\xe9\n")
+    (t / "laughs.yaml").write_text(LAUGHS)
+    (t / "syntax.yaml").write_text("T: [1, 2\nN: 4\n")
+    (t / "list.yaml").write_text("- T\n- 4\n")
+    (t / "deep.yaml").write_text("T: " + "[" * 1000 + "]" * 1000 + "\n")
+    (t / "tag.yaml").write_text("T: !!python/object/apply:os.system ['echo hi']\n")
+    (t / "notext.yaml").write_text("seed: 1\n")
+    (t / "plain.txt").write_text("not a journal\n")
+    sweeps = {
+        "s_random": None, "s_latin1": None,
+        "s_laughs_values": LAUGHS + "name: x\nmethod: grid\nparameters: {seed: {values: *i}}\n",
+        "s_laughs_descr": LAUGHS + "name: x\nmethod: grid\ndescription: *i\n"
+                                   "parameters: {seed: {values: [0]}}\n",
+        "s_longname": sweep_text(name="n" * 300),
+        "s_dotname": sweep_text(name=".."),
+        "s_huge_grid": param_sweep(seed={"min": 0, "max": 200000000}),
+        "s_huge_runcap": sweep_text(method="random", run_cap=1000000000,
+                                    parameters={"lr": {"min": 0.01, "max": 0.1}}),
+        "s_nan_values": param_sweep(lr={"values": [0.1, float("nan")]}),
+        "s_inf_value": param_sweep(momentum={"value": float("inf")}),
+        "s_tag": "name: x\nmethod: !!python/name:os.system\nparameters: {seed: {values: [0]}}\n",
+        "s_alias_key": "name: x\nmethod: grid\nparameters: {seed: &v {values: [0]}, N: *v}\n",
+        "s_ok": sweep_text(),
+        "s_tpu": param_sweep(accelerator={"value": "tpu"}),
+        "s_bigseed": param_sweep(seed={"value": 99999999999999999999}),
+    }
+    for name, text in sweeps.items():
+        if text is not None:
+            (t / f"{name}.yaml").write_text(text)
+    (t / "s_random.yaml").write_bytes(os.urandom(4096))
+    (t / "s_latin1.yaml").write_bytes(sweep_text().encode() + b"description: \xff\xfe\n")
+    # a results root with a sweep folder whose files are damaged
+    for study, files in {
+        "binsweep": {"sweep.yaml": os.urandom(2048), "optuna.journal": b""},
+        "listsweep": {"sweep.yaml": b"- a\n- b\n", "optuna.journal": b""},
+        "binjournal": {"optuna.journal": os.urandom(4096)},
+        "jsonjournal": {"optuna.journal": b"[1, 2]\n{}\n\"x\"\n"},
+        "nojournal": {},
+        "ok": {"sweep.yaml": sweep_text().encode()},
+    }.items():
+        folder = t / "results" / study
+        folder.mkdir(parents=True)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+    (t / "results" / "ok" / "ok.journal").write_bytes(b"")
+    # study folders whose run records are damaged (each beside a good record)
+    damaged = {"cfgstr": {**SUMMARY, "config": "arch=vgg16"},
+               "cfglist": {**SUMMARY, "config": ["arch", "vgg16"]},
+               "toplist": [SUMMARY], "accstr": {**SUMMARY, "test_acc": "high"},
+               "energylist": {**SUMMARY, "energy": [1, 2]},
+               "spikesstr": {**SUMMARY, "spikes_per_image": "many"},
+               "statusdict": {**SUMMARY, "status": {"done": True}}}
+    for study, summary in damaged.items():
+        _record(t / "reports_in" / study / "runs" / "good", SUMMARY)
+        _record(t / "reports_in" / study / "runs" / "bad", summary)
+    _record(t / "reports_in" / "binary" / "runs" / "good", SUMMARY)
+    (t / "reports_in" / "binary" / "runs" / "bad").mkdir()
+    (t / "reports_in" / "binary" / "runs" / "bad" / "summary.json").write_bytes(os.urandom(512))
+    _record(t / "reports_in" / "deepjson" / "runs" / "bad", None)
+    (t / "reports_in" / "deepjson" / "runs" / "bad" / "summary.json").write_text(
+        "[" * 100000 + "]" * 100000)
+    _record(t / "reports_in" / "binsweep" / "runs" / "good", SUMMARY)
+    _record(t / "reports_in" / "good" / "runs" / "good", SUMMARY)
+    (t / "reports_in" / "binsweep" / "sweep.yaml").write_bytes(os.urandom(1024))
+    _record(t / "figs" / "levels" / "runs" / "bad", {**SUMMARY, "config": "x"})
+    # a finished sweep trial's record that a run must not overwrite
+    _record(t / "results" / "done" / "runs" / "trial-0000", SUMMARY)
+
+
+def _record(folder: Path, summary) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+R = ["--results", "{t}/results"]
+# id -> (argv with {t} = the case's folder, words the error line must contain)
+CASES = {
+    # bench run: --set values
+    "run_set_open_bracket": (["run", "--set", "N=[", *R], "'N'"),
+    "run_set_alias": (["run", "--set", "lr=*a", *R], "'lr'"),
+    "run_set_anchor": (["run", "--set", "T=&a 1", *R], "'T'"),
+    "run_set_lr_inf": (["run", "--set", "lr=inf", *R], "'lr': inf must be a finite"),
+    "run_set_lr_dotinf": (["run", "--set", "lr=.inf", *R], "'lr': inf must be a finite"),
+    "run_set_lr_overflow": (["run", "--set", "lr=1e999", *R], "'lr': inf must be a finite"),
+    "run_set_momentum_nan": (["run", "--set", "momentum=nan", *R], "'momentum': nan"),
+    "run_set_alpha_nan": (["run", "--set", "alpha=nan", *R], "'alpha': nan"),
+    "run_set_threshold_nan": (["run", "--set", "threshold=.nan", *R], "'threshold'"),
+    "run_set_wd_inf": (["run", "--set", "weight_decay=inf", *R], "'weight_decay': inf"),
+    "run_set_limit_inf": (["run", "--set", "limit_train_batches=inf", *R],
+                          "'limit_train_batches': inf"),
+    "run_set_huge_seed": (["run", "--set", "seed=99999999999999999999", *R],
+                          "'seed': 99999999999999999999 is over the maximum 4294967295"),
+    "run_set_negative_seed": (["run", "--set", "seed=-1", *R], "'seed': -1 must be >= 0"),
+    "run_set_tpu": (["run", "--set", "accelerator=tpu", *R], "'accelerator': 'tpu' is not one"),
+    "run_set_T_huge": (["run", "--set", "T=10000", *R], "'T': 10000 is over the maximum"),
+    "run_set_N_huge": (["run", "--set", "N=100000", *R], "'N': 100000 is over the maximum"),
+    "run_set_image_huge": (["run", "--set", "image_size=4096", *R], "'image_size': 4096"),
+    "run_set_batch_huge": (["run", "--set", "batch_size=10000000", *R], "'batch_size'"),
+    "run_set_epochs_overflow": (["run", "--set", "epochs=1e400", *R], "'epochs'"),
+    "run_set_T_list": (["run", "--set", "T=[1, 2]", *R], "'T': [1, 2] is not a valid int"),
+    "run_set_no_key": (["run", "--set", "=3", *R], "--set expects key=value"),
+    "run_set_unknown_key": (["run", "--set", "colour=red", *R], "unknown config key 'colour'"),
+    "run_set_wandb_mode": (["run", "--set", "wandb=sometimes", *R], "'wandb'"),
+    # bench run: names that would leave results/ or overwrite another record
+    "run_study_up": (["run", "--set", "study=../../x", *R], "'study': '../../x' must be"),
+    "run_study_abs": (["run", "--set", "study=/abs/path", *R], "'study': '/abs/path' must be"),
+    "run_study_dotdot": (["run", "--set", "study=..", *R], "'study': '..' must be"),
+    "run_study_300": (["run", "--set", "study=" + "s" * 300, *R], "'study'"),
+    "run_study_newline": (["run", "--set", "study=a\nb", *R], "'study'"),
+    "run_id_up": (["run", "--set", "run_id=../../x", *R], "'run_id': '../../x' must be"),
+    "run_id_slash": (["run", "--set", "run_id=a/b", *R], "'run_id': 'a/b' must be"),
+    "run_id_hidden": (["run", "--set", "run_id=.hidden", *R], "'run_id'"),
+    "run_overwrites_trial": (["run", "--set", "study=done", "--set", "run_id=trial-0000", *R],
+                             "already exists"),
+    # bench run: config files
+    "run_config_urandom": (["run", "--config", "{t}/random.bin", *R], "random.bin"),
+    "run_config_latin1": (["run", "--config", "{t}/latin1.yaml", *R], "not UTF-8"),
+    "run_config_laughs": (["run", "--config", "{t}/laughs.yaml", *R], "aliases"),
+    "run_config_syntax": (["run", "--config", "{t}/syntax.yaml", *R], "YAML syntax error"),
+    "run_config_list": (["run", "--config", "{t}/list.yaml", *R], "top level must be a mapping"),
+    "run_config_deep": (["run", "--config", "{t}/deep.yaml", *R], "nested deeper than"),
+    "run_config_tag": (["run", "--config", "{t}/tag.yaml", *R], "tag.yaml"),
+    "run_config_folder": (["run", "--config", "{t}/adir", *R], "config file not found"),
+    "run_config_huge": (["run", "--config", "{t}/huge.yaml", *R], "byte limit"),
+    "run_results_file": (["run", "--config", "{t}/notext.yaml", "--results", "{t}/afile"],
+                         "'results': {t}/afile is a file"),
+    "run_data_root_file": (["run", "--set", "data_root={t}/afile", *R], "'data_root'"),
+    # bench sweep
+    "sweep_urandom": (["sweep", "{t}/s_random.yaml", *R], "s_random.yaml"),
+    "sweep_latin1": (["sweep", "{t}/s_latin1.yaml", *R], "not UTF-8"),
+    "sweep_laughs_values": (["sweep", "{t}/s_laughs_values.yaml", *R], "aliases"),
+    "sweep_laughs_description": (["sweep", "{t}/s_laughs_descr.yaml", *R], "aliases"),
+    "sweep_alias_param": (["sweep", "{t}/s_alias_key.yaml", *R], "aliases"),
+    "sweep_tag": (["sweep", "{t}/s_tag.yaml", *R], "s_tag.yaml"),
+    "sweep_name_300": (["sweep", "{t}/s_longname.yaml", *R], "name 'nnnnn"),
+    "sweep_name_dotdot": (["sweep", "{t}/s_dotname.yaml", *R], "name '..' must be"),
+    "sweep_huge_grid": (["sweep", "{t}/s_huge_grid.yaml", *R],
+                        "200000001 points, over the limit"),
+    "sweep_huge_run_cap": (["sweep", "{t}/s_huge_runcap.yaml", *R],
+                           "run_cap 1000000000 is over the limit"),
+    "sweep_nan_value": (["sweep", "{t}/s_nan_values.yaml", *R], "'lr': nan must be a finite"),
+    "sweep_inf_value": (["sweep", "{t}/s_inf_value.yaml", *R], "'momentum': inf"),
+    "sweep_tpu": (["sweep", "{t}/s_tpu.yaml", *R], "'accelerator': 'tpu'"),
+    "sweep_big_seed": (["sweep", "{t}/s_bigseed.yaml", *R], "'seed'"),
+    "sweep_set_bracket": (["sweep", "{t}/s_ok.yaml", "--set", "N=[", *R], "'N'"),
+    "sweep_set_inf": (["sweep", "{t}/s_ok.yaml", "--set", "lr=inf", *R], "'lr': inf"),
+    "sweep_storage_dir": (["sweep", "{t}/s_ok.yaml", "--storage", "{t}/adir", *R],
+                          "{t}/adir is a folder"),
+    "sweep_storage_foreign": (["sweep", "{t}/s_ok.yaml", "--storage", "{t}/plain.txt", *R],
+                              "plain.txt is not an Optuna journal"),
+    "sweep_storage_new_txt": (["sweep", "{t}/s_ok.yaml", "--storage", "{t}/new.txt", *R],
+                              "must end in .journal"),
+    "sweep_storage_under_file": (["sweep", "{t}/s_ok.yaml", "--storage",
+                                  "{t}/afile/x.journal", *R], "is a file, not a folder"),
+    "sweep_results_file": (["sweep", "{t}/s_ok.yaml", "--results", "{t}/afile"],
+                           "--results {t}/afile is a file"),
+    "sweep_study_is_file": (["sweep", "{t}/s_ok.yaml", "--results", "{t}/res2"],
+                            "{t}/res2/ok is a file"),
+    "sweep_binary_journal": (["sweep", "{t}/s_ok.yaml", "--storage",
+                              "{t}/results/binjournal/optuna.journal", *R],
+                             "is not an Optuna journal"),
+    "sweep_workers_zero": (["sweep", "{t}/s_ok.yaml", "--workers", "0", *R], "--workers"),
+    "sweep_workers_huge": (["sweep", "{t}/s_ok.yaml", "--workers", "100000", *R], "--workers"),
+    "sweep_workers_text": (["sweep", "{t}/s_ok.yaml", "--workers", "two", *R], "--workers"),
+    "sweep_file_folder": (["sweep", "{t}/adir", *R], "config file not found"),
+    # bench status
+    "status_file": (["status", "{t}/afile"], "no sweep folder"),
+    "status_binary_sweep_yaml": (["status", "{t}/results/binsweep"], "sweep.yaml"),
+    "status_list_sweep_yaml": (["status", "{t}/results/listsweep"], "sweep.yaml"),
+    "status_binary_journal": (["status", "{t}/results/binjournal"], "optuna.journal"),
+    "status_json_journal": (["status", "{t}/results/jsonjournal"], "optuna.journal"),
+    "status_no_journal": (["status", "{t}/results/nojournal"], "no sweep journal"),
+    "status_storage_dir": (["status", "{t}/results/ok", "--storage", "{t}/adir"],
+                           "is a folder"),
+    "status_storage_foreign": (["status", "{t}/results/ok", "--storage", "{t}/plain.txt"],
+                               "not an Optuna journal"),
+    "status_other_study": (["status", "{t}/results/ok", "--storage",
+                            "{t}/results/ok/ok.journal"], "no sweep named 'ok'"),
+    # bench report
+    "report_config_string": (["report", "{t}/reports_in/cfgstr", "--out", "{t}/o"],
+                             "bad/summary.json: damaged run record (config"),
+    "report_config_list": (["report", "{t}/reports_in/cfglist", "--out", "{t}/o"],
+                           "bad/summary.json: damaged"),
+    "report_summary_list": (["report", "{t}/reports_in/toplist", "--out", "{t}/o"],
+                            "not a JSON object"),
+    "report_acc_string": (["report", "{t}/reports_in/accstr", "--out", "{t}/o"], "test_acc"),
+    "report_energy_list": (["report", "{t}/reports_in/energylist", "--out", "{t}/o"], "energy"),
+    "report_spikes_string": (["report", "{t}/reports_in/spikesstr", "--out", "{t}/o"],
+                             "spikes_per_image"),
+    "report_status_dict": (["report", "{t}/reports_in/statusdict", "--out", "{t}/o"], "status"),
+    "report_binary_summary": (["report", "{t}/reports_in/binary", "--out", "{t}/o"],
+                              "not a JSON object"),
+    "report_deep_json": (["report", "{t}/reports_in/deepjson", "--out", "{t}/o"],
+                         "not a JSON object"),
+    "report_binary_sweep_yaml": (["report", "{t}/reports_in/binsweep", "--out", "{t}/o"],
+                                 "sweep.yaml: not valid YAML"),
+    "report_out_file": (["report", "{t}/reports_in/cfgstr", "--out", "{t}/afile"],
+                        "--out {t}/afile is a file"),
+    "report_results_file": (["report", "{t}/afile", "--out", "{t}/o"], "no run records"),
+    "report_bad_baseline": (["report", "{t}/reports_in/good", "--out", "{t}/o",
+                             "--baseline", "arch"], "--baseline expects key=value"),
+    # bench figures
+    "figures_results_file": (["figures", "--results", "{t}/afile", "--out", "{t}/o"],
+                             "--results {t}/afile is a file"),
+    "figures_out_file": (["figures", "--results", "{t}/figs", "--out", "{t}/afile"],
+                         "--out {t}/afile is a file"),
+    "figures_damaged_record": (["figures", "--results", "{t}/figs", "--out", "{t}/o"],
+                               "levels/runs/bad/summary.json: damaged"),
+    "figures_no_results": (["figures", "--results", "{t}/nothing", "--out", "{t}/o"],
+                           "results folder not found"),
+    # bench perf (checked before any model or tensor is built)
+    "perf_image_4096": (["perf", "--image-size", "4096", "--batch-size", "64"],
+                        "--image-size: 4096 is over the maximum"),
+    "perf_T_huge": (["perf", "--T", "10000"], "--T: 10000 is over the maximum"),
+    "perf_N_huge": (["perf", "--N", "100000"], "--N: 100000 is over the maximum"),
+    "perf_batch_pixels": (["perf", "--image-size", "1024", "--batch-size", "64"],
+                          "input values is over the maximum"),
+    "perf_in_channels": (["perf", "--in-channels", "1000"], "--in-channels: 1000"),
+    "perf_batch_zero": (["perf", "--batch-size", "0"], "--batch-size: 0 must be >= 1"),
+    "perf_unknown_model": (["perf", "--models", "resnet9000"], "unknown architecture"),
+    "perf_device_tpu": (["perf", "--device", "tpu", "--no-baselines"], "--device: 'tpu'"),
+    "perf_batch_text": (["perf", "--batch-size", "lots"], "--batch-size"),
+}
+EXPANDING = {"run_config_laughs", "sweep_laughs_values", "sweep_laughs_description",
+             "sweep_huge_grid", "sweep_huge_run_cap"}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """One folder of hostile files for every case (each case checks it leaves it as it was)."""
+    t = tmp_path_factory.mktemp("hostile")
+    build(t)
+    (t / "huge.yaml").write_text("# padding\n" * 120000)
+    (t / "res2").mkdir()
+    (t / "res2" / "ok").write_text("a file where the study folder goes\n")
+    return t
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_input_is_one_line_exit_2(case, world, capsys):
+    argv, words = CASES[case]
+    tmp_path = world
+    before = snapshot(tmp_path)
+    argv = [a.replace("{t}", str(tmp_path)) for a in argv]
+    if case in EXPANDING:
+        tracemalloc.start()
+    try:
+        rc = run_main(argv)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] if tracemalloc.is_tracing() else 0
+        tracemalloc.stop()
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("bench"), err
+    assert "Traceback" not in err + out
+    assert words.replace("{t}", str(tmp_path)) in err, err
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB traced"
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost
+
+
+def run_main(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        return int(exc.code)
+
+
+def test_a_huge_grid_with_a_small_run_cap_is_never_listed():
+    from bench.sweep.spec import parse_spec
+
+    tracemalloc.start()
+    spec = parse_spec({"name": "g", "method": "grid", "run_cap": 3, "parameters": {
+        "seed": {"min": 0, "max": 200000000}, "N": {"values": [1, 4]}}})
+    slots = spec.slots()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert slots == [{"seed": 0, "N": 1}, {"seed": 0, "N": 4}, {"seed": 1, "N": 1}]
+    assert spec.grid_size() == 200000001 * 2 and peak < 2**20
+    small = parse_spec({"name": "g", "method": "grid", "parameters": {
+        "seed": {"values": [0, 1]}, "N": {"min": 1, "max": 3},
+        "lr": {"distribution": "q_uniform", "min": 0.1, "max": 0.3, "q": 0.1}}})
+    import itertools
+
+    expected = [dict(zip(("seed", "N", "lr"), p)) for p in
+                itertools.product([0, 1], [1, 2, 3], [0.1, 0.2, 0.3])]
+    assert small.grid() == expected  # the same order as itertools.product
+
+
+def test_nothing_in_the_error_line_expands(tmp_path, capsys):
+    """A huge value in a file is quoted cut to a bounded line."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**GOOD_SWEEP, "method": "x" * 100000}))
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 700
