@@ -7,9 +7,9 @@ through the CIFAR10-DVS datamodule ([T, 2, image_size, image_size] event-count f
 validation = test). Only the files are replaced: an in-memory dataset stands where torchvision's or
 spikingjelly's would read them.
 
-Sizes: `fake_images` images in the "training file" (0: the real count, 50,000 CIFAR / 10,000 DVS).
-CIFAR-like: a tenth held out for validation and a fifth as many test images (45,000 / 5,000 /
-10,000 at the default, as CIFAR). Each class has a random template and an image is the mean of its
+Sizes: `fake_images` (0: the real count, 50,000 CIFAR / 10,000 DVS; else >= 100). CIFAR-like: that
+many "training file" images, a tenth held out for validation, and a fifth as many test images
+(45,000 / 5,000 / 10,000 at the default, as CIFAR); DVS-like: that many samples, split 9:1. Each class has a random template and an image is the mean of its
 class's template and uniform noise, so a model can learn something; labels are balanced. The
 bytes depend only on (fake_like, fake_images, T, image_size): a fixed seed, whatever the run's.
 """
