@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--device", default="auto", help="cpu, cuda or auto")
     pf.add_argument("--channels-last", action="store_true")
     pf.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    pf.add_argument("--compile", action="store_true", help="torch.compile the models")
+    pf.add_argument("--variants", help="comma-separated, timed side by side: eager (no fused "
+                    "kernels), fused (MultiLevelIF's fused kernels, as runs use them; default), "
+                    "compiled (torch.compile of the eager model)")
+    pf.add_argument("--compile", action="store_true", help="same as --variants compiled")
     pf.add_argument("--probes", action="store_true",
                     help="also time the models with all run probes attached (overhead)")
     pf.add_argument("--no-baselines", action="store_true",

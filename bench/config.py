@@ -17,7 +17,8 @@ import yaml
 
 from bench.errors import BenchError
 
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10dvs")
+DATASETS = ("digits", "cifar10", "cifar100", "cifar10dvs", "fake")
+FAKE_LIKE = ("cifar10", "cifar100", "cifar10dvs")
 ESTIMATORS = ("sigmoid", "ste", "ste_clipped")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "none")
@@ -62,6 +63,8 @@ class RunConfig:
     image_size: int = 48  # CIFAR10-DVS frames are resized to this
     num_workers: int = 0
     gpu_resident: bool = True  # CIFAR on CUDA: whole uint8 set on the device, batched augmentation
+    fake_like: str = "cifar10"  # dataset=fake: the shape, size and data path of this set
+    fake_images: int = 0  # dataset=fake: image count, 0 or >= 100 (0: as many as fake_like has)
     # optimisation
     optimizer: str = "sgd"
     lr: float | None = None  # None: 0.08 for SGD, 1e-3 for Adam (the paper's settings)
@@ -123,6 +126,7 @@ class RunConfig:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,
+    "fake_like": FAKE_LIKE,
     "estimator": ESTIMATORS,
     "barrier_estimator": ESTIMATORS,
     "optimizer": OPTIMIZERS,
@@ -134,7 +138,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "accelerator": ACCELERATORS,
 }
 POSITIVE = ("T", "N", "epochs", "batch_size", "grad_every", "image_size")
-NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed")
+NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed", "fake_images")
 
 
 def keys() -> list[str]:
@@ -217,6 +221,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "threshold"):
         if not getattr(cfg, key) > 0:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be > 0")
+    if 0 < cfg.fake_images < 100:  # validation needs an image of each of 10 classes (DVS's 9:1)
+        raise BenchError(f"config key 'fake_images': {cfg.fake_images} must be 0 or >= 100")
     if cfg.lr is not None and not cfg.lr > 0:
         raise BenchError(f"config key 'lr': {cfg.lr!r} must be > 0")
     _check_limits(cfg)

@@ -5,7 +5,10 @@ each in turn, so a load change on a shared machine hits all of them alike); the 
 median step time and, as ratios, the median of the per-round ratios. Baselines: the ANN of the
 same architecture, and spikingjelly's own SEW-ResNet18 (binary IFNode, sigmoid surrogate, CIFAR
 stem) at T = T x N, N = 1: the same number of levels per neuron ([T=1, N=4] vs [T=4, N=1]).
-Neuron kernels follow BENCH_FUSED_NEURONS (bench/neurons/multilevel.py); =off gives eager timings.
+
+Variants (`--variants`, side by side, each with its own baselines): "eager" (every op its own
+kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/multilevel.py, as a run uses them),
+"compiled" (torch.compile of the whole eager model).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -35,6 +39,8 @@ MAX_STEPS = 10000
 MAX_INPUT_VALUES = 64 * 3 * 256 * 256  # one input batch; activations are ~100x this
 SJ_NAME = "spikingjelly sew_resnet18"
 ANN_OF = {"resnet18": "ann_resnet18", "vgg16": "ann_vgg16"}  # architecture -> its ANN baseline
+VARIANTS = {"eager": "off", "fused": "auto", "compiled": "off"}  # variant -> neuron kernel mode
+MIN_STEPS = 5  # fewer timed steps: a warning (a median of 2-4 noisy samples is not a figure)
 
 
 class SpikingJellySEWResNet18(nn.Module):
@@ -74,6 +80,8 @@ class Entry:
     step: Callable[[], None] | None = field(repr=False, default=None)
     times: list[float] = field(default_factory=list)
     probe_of: str | None = None  # set on a "with probes" twin: the entry it measures
+    variant: str = "fused"
+    error: str | None = None  # the step failed in warm-up (e.g. torch.compile): not timed
 
 
 def _family(name: str) -> str:
@@ -116,7 +124,19 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     if pixels > MAX_INPUT_VALUES:
         raise BenchError(f"--batch-size x --in-channels x --image-size^2 = {pixels} input values "
                          f"is over the maximum {MAX_INPUT_VALUES} of one timed batch")
+    variants(args)
     return list(dict.fromkeys(models))
+
+
+def variants(args: argparse.Namespace) -> list[str]:
+    """The --variants list; --compile alone means "compiled", nothing means "fused"."""
+    spec = getattr(args, "variants", None) or ("compiled" if args.compile else "fused")
+    out = list(dict.fromkeys(v.strip() for v in spec.split(",") if v.strip()))
+    bad = [v for v in out if v not in VARIANTS]
+    if bad or not out:
+        raise BenchError(f"--variants: {','.join(bad) or repr(spec)} is not a comma-separated "
+                         f"list of {', '.join(VARIANTS)}")
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -199,35 +219,58 @@ def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
 
 
 def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.device) -> list[Entry]:
-    """Move, format and compile the models, build their steps; add "with probes" twins."""
+    """Per variant: copy, move, format and compile the models, build their steps in the
+    variant's neuron kernel mode; add "with probes" twins."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.randn(args.batch_size, args.in_channels, args.image_size, args.image_size,
                     device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, NUM_CLASSES, (args.batch_size,), device=device)
     out = []
-    for e in entries:
-        e.model = e.model.to(device=device, memory_format=fmt)
-        twin = None
-        if args.probes and e.role == "model":
-            probed = copy.deepcopy(e.model)
-            twin = Entry(e.name, e.role, e.T, e.N, e.arch, _compiled(probed, args), probe_of=e.name)
-            twin.step = probed_step(twin.model, x, y, bf16=args.bf16)
-        e.model = _compiled(e.model, args)
-        e.step = make_step(e.model, x, y, args.bf16)
-        out += [e] if twin is None else [e, twin]
+    for variant in variants(args):
+        for base in entries:
+            e = copy.copy(base)
+            e.variant, e.times = variant, []
+            e.model = copy.deepcopy(base.model).to(device=device, memory_format=fmt)
+            twin = None
+            if args.probes and e.role == "model":
+                twin = copy.copy(e)
+                twin.probe_of, twin.times = e.name, []
+                twin.model = _compiled(copy.deepcopy(e.model), variant)
+                twin.step = _in_mode(probed_step(twin.model, x, y, bf16=args.bf16), variant)
+            e.model = _compiled(e.model, variant)
+            e.step = _in_mode(make_step(e.model, x, y, args.bf16), variant)
+            out += [e] if twin is None else [e, twin]
     return out
 
 
-def _compiled(model: nn.Module, args: argparse.Namespace) -> nn.Module:
-    return torch.compile(model) if args.compile else model
+def _compiled(model: nn.Module, variant: str) -> nn.Module:
+    return torch.compile(model) if variant == "compiled" else model
+
+
+def _in_mode(step: Callable[[], None], variant: str) -> Callable[[], None]:
+    """`step` with MultiLevelIF's kernel mode set for the variant (it is process-wide)."""
+    mode = VARIANTS[variant]
+
+    def run() -> None:
+        previous = multilevel.set_fused_kernels(mode)
+        try:
+            step()
+        finally:
+            multilevel.set_fused_kernels(previous)
+
+    return run
 
 
 def _time(entries: list[Entry], warmup: int, steps: int, device: torch.device) -> None:
     for e in entries:
-        for _ in range(warmup):
-            e.step()
+        try:
+            for _ in range(warmup):
+                e.step()
+        except Exception as exc:  # noqa: BLE001 - e.g. torch.compile of a baseline: report it
+            e.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    timed = [e for e in entries if e.error is None]
     for _ in range(steps):  # round-robin: every entry sees the same machine load
-        for e in entries:
+        for e in timed:
             _sync(device)
             t0 = time.perf_counter()
             e.step()
@@ -244,56 +287,94 @@ def _paired_ratio(e: Entry, base: Entry | None) -> float:
 
 
 def _table(entries: list[Entry]) -> pd.DataFrame:
-    plain = [e for e in entries if e.probe_of is None]
-    probed = {e.probe_of: e for e in entries if e.probe_of is not None}
-    ann = {e.arch: e for e in plain if e.name.startswith("ann_")}
-    sj = next((e for e in plain if e.name == SJ_NAME), None)
-    return pd.DataFrame([{
-        "model": e.name, "role": e.role, "T": e.T, "N": e.N,
-        "ms/step": 1e3 * statistics.median(e.times),
-        "vs ANN": _paired_ratio(e, ann.get(e.arch)),
-        "vs sj SEW-ResNet18": _paired_ratio(e, sj),
-        "probes ms/step": 1e3 * statistics.median(probed[e.name].times) if e.name in probed
-        else float("nan"),
-    } for e in plain])
+    """One row per timed model and variant. Ratios pair rounds with the reference of the same
+    variant (the ANN, spikingjelly) or the same model's eager variant ("vs eager")."""
+    timed = [e for e in entries if e.error is None and e.times]
+    plain = [e for e in timed if e.probe_of is None]
+    probed = {(e.probe_of, e.variant): e for e in timed if e.probe_of is not None}
+    ann = {(e.arch, e.variant): e for e in plain if e.name.startswith("ann_")}
+    sj = {e.variant: e for e in plain if e.name == SJ_NAME}
+    eager = {e.name: e for e in plain if e.variant == "eager"}
+    rows = []
+    for e in plain:
+        ms = [1e3 * t for t in e.times]
+        twin = probed.get((e.name, e.variant))
+        rows.append({
+            "model": e.name, "variant": e.variant, "role": e.role, "T": e.T, "N": e.N,
+            "ms/step": statistics.median(ms), "min ms": min(ms), "max ms": max(ms),
+            "vs ANN": _paired_ratio(e, ann.get((e.arch, e.variant))),
+            "vs sj SEW-ResNet18": _paired_ratio(e, sj.get(e.variant)),
+            "vs eager": _paired_ratio(e, eager.get(e.name)),
+            "probes ms/step": 1e3 * statistics.median(twin.times) if twin else float("nan"),
+        })
+    table = pd.DataFrame(rows)
+    if "vs eager" in table and set(table["variant"]) == {"eager"}:
+        table = table.drop(columns="vs eager")  # 1.0 everywhere says nothing
+    return table.dropna(axis="columns", how="all")  # e.g. no --probes, no baselines
+
+
+FLOAT_FORMATS = {"ms/step": ".1f", "min ms": ".1f", "max ms": ".1f", "vs ANN": ".3f",
+                 "vs sj SEW-ResNet18": ".3f", "vs eager": ".3f", "probes ms/step": ".1f"}
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The table as markdown; a ratio without its reference (no ANN of that family) is blank."""
+    formats = tuple(FLOAT_FORMATS.get(c, "") for c in table.columns)
+    cells = table.astype(object).where(table.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=formats, missingval="")
 
 
 def run_perf(args: argparse.Namespace) -> pd.DataFrame:
     """The timing table for the parsed `bench perf` arguments (a notebook can call this)."""
+    return _table(_timed_entries(args))
+
+
+def _timed_entries(args: argparse.Namespace) -> list[Entry]:
     models = _check_args(args)
     device = _device(args.device)
     entries = _prepare(_entries(models, args), args, device)
     _time(entries, args.warmup, args.steps, device)
-    return _table(entries)
+    return entries
 
 
 def main_perf(args: argparse.Namespace) -> int:
-    table = run_perf(args)
     device = _device(args.device)
+    if args.steps < MIN_STEPS:
+        print(f"bench perf: warning: {args.steps} timed steps (< {MIN_STEPS}): the medians and "
+              f"ratios are noise-dominated; use --steps {MIN_STEPS} or more", file=sys.stderr)
+    entries = _timed_entries(args)
+    for e in entries:
+        if e.error is not None:
+            print(f"bench perf: warning: {e.name} ({e.variant}) not timed: {e.error}",
+                  file=sys.stderr)
+    table = _table(entries)
     print(f"bench perf: {device.type}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.in_channels}x{args.image_size}x{args.image_size}, {args.warmup} warm-up + "
-          f"{args.steps} timed steps (median), channels_last={args.channels_last}, "
-          f"bf16={args.bf16}, compile={args.compile}, "
-          f"fused neuron kernels={multilevel.fused_kernel_mode()}, torch {torch.__version__}")
-    print(table.to_markdown(index=False, floatfmt=("", "", "", "", ".1f", ".3f", ".3f", ".1f")))
-    if (device.type, args.batch_size, args.image_size, args.in_channels) == ("cpu", 32, 32, 3):
+          f"{args.steps} timed steps, channels_last={args.channels_last}, bf16={args.bf16}, "
+          f"variants={','.join(variants(args))}, torch {torch.__version__}")
+    print("ms/step: median (min, max) of one training step; ratios: median over rounds of this "
+          "row's step time / the reference's (lower is faster; < 1 beats the reference)")
+    print(to_markdown(table))
+    at_target_shape = (args.image_size, args.in_channels) == (32, 3)
+    if at_target_shape and (device.type == "cuda" or args.batch_size == 32):
         for line in target_checks(table):  # the targets are stated at these settings
             print(line)
     return 0
 
 
 def target_checks(table: pd.DataFrame) -> list[str]:
-    """The issue's speed targets, for Sparse-ResNet18 at [T=1, N=4] (batch 32, 32x32x3, CPU)."""
+    """The issue's speed targets, for Sparse-ResNet18 at [T=1, N=4] (32x32x3; batch 32 on the
+    CPU, any batch on CUDA), one pair of lines per variant."""
     rows = table[(table["model"] == "sparse_resnet18") & (table["T"] == 1) & (table["N"] == 4)]
     lines = []
     for _, row in rows.iterrows():
-        if pd.notna(row["vs ANN"]):
+        name = "sparse_resnet18 [T=1,N=4]" + (f" {row['variant']}" if "variant" in row else "")
+        if pd.notna(row.get("vs ANN")):
             ok = "met" if row["vs ANN"] <= 1.15 else "missed"
-            lines.append(f"target sparse_resnet18 [T=1,N=4] <= 1.15x ann_resnet18: "
-                         f"{row['vs ANN']:.2f}x ({ok})")
-        if pd.notna(row["vs sj SEW-ResNet18"]):
+            lines.append(f"target {name} <= 1.15x ann_resnet18: {row['vs ANN']:.2f}x ({ok})")
+        if pd.notna(row.get("vs sj SEW-ResNet18")):
             speedup = 1.0 / row["vs sj SEW-ResNet18"]
             ok = "met" if speedup >= 3.5 else "missed"
-            lines.append(f"target sparse_resnet18 [T=1,N=4] >= 3.5x faster than spikingjelly "
-                         f"SEW-ResNet18 [T=4,N=1]: {speedup:.2f}x ({ok})")
+            lines.append(f"target {name} >= 3.5x faster than spikingjelly SEW-ResNet18 "
+                         f"[T=4,N=1]: {speedup:.2f}x ({ok})")
     return lines

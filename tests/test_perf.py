@@ -10,7 +10,8 @@ from torch import nn
 from bench.cli import main
 from bench.neurons import MultiLevelIF
 from bench.neurons import multilevel
-from bench.perf import SJ_NAME, Entry, SpikingJellySEWResNet18, _table, target_checks
+from bench.perf import (SJ_NAME, Entry, SpikingJellySEWResNet18, _in_mode, _table, target_checks,
+                        to_markdown)
 
 TINY = ["perf", "--image-size", "8", "--batch-size", "2", "--warmup", "1", "--steps", "2",
         "--in-channels", "1"]
@@ -23,21 +24,28 @@ def _markdown_rows(text: str) -> list[list[str]]:
 
 def test_perf_prints_a_row_per_model_and_baseline(capsys: pytest.CaptureFixture) -> None:
     assert main([*TINY, "--models", "sparse_resnet18,vgg16", "--T", "1", "--N", "2"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     first = next(ln for ln in out.splitlines() if ln.startswith("|"))
     header = [c.strip() for c in first.strip("|").split("|")]
-    assert header == ["model", "role", "T", "N", "ms/step", "vs ANN", "vs sj SEW-ResNet18",
-                      "probes ms/step"]
+    # no "probes ms/step" column without --probes, no "vs eager" with one variant
+    assert header == ["model", "variant", "role", "T", "N", "ms/step", "min ms", "max ms",
+                      "vs ANN", "vs sj SEW-ResNet18"]
+    assert "nan" not in out
+    assert "lower is faster" in out.splitlines()[1]
+    # 2 timed steps: one warning line, on stderr
+    assert captured.err.count("warning") == 1 and "2 timed steps (< 5)" in captured.err
     rows = {r[0]: dict(zip(header, r)) for r in _markdown_rows(out)}
     assert list(rows) == ["sparse_resnet18", "vgg16", "ann_resnet18", "ann_vgg16", SJ_NAME]
-    assert all(float(r["ms/step"]) > 0 for r in rows.values())
+    assert {r["variant"] for r in rows.values()} == {"fused"}
+    assert all(0 < float(r["min ms"]) <= float(r["ms/step"]) <= float(r["max ms"])
+               for r in rows.values())
     assert [rows[m]["role"] for m in rows] == ["model"] * 2 + ["baseline"] * 3
     # the spikingjelly baseline has the same levels per neuron: T x N timesteps of binary spikes
     assert (rows[SJ_NAME]["T"], rows[SJ_NAME]["N"]) == ("2", "1")
     assert float(rows["ann_vgg16"]["vs ANN"]) == 1.0
     assert float(rows[SJ_NAME]["vs sj SEW-ResNet18"]) == 1.0
     assert float(rows["sparse_resnet18"]["vs ANN"]) > 0 and float(rows["vgg16"]["vs ANN"]) > 0
-    assert rows["sparse_resnet18"]["probes ms/step"] == "nan"  # --probes not given
 
 
 def test_perf_rejects_unknown_models_and_bad_values(capsys: pytest.CaptureFixture) -> None:
@@ -47,6 +55,9 @@ def test_perf_rejects_unknown_models_and_bad_values(capsys: pytest.CaptureFixtur
     assert len(err.strip().splitlines()) == 1
     assert main(["perf", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+    assert main(["perf", "--variants", "eager,jit"]) == 2
+    err = capsys.readouterr().err
+    assert "--variants: jit is not" in err and "compiled" in err and len(err.splitlines()) == 1
 
 
 def test_spikingjelly_baseline_is_sew_resnet18_with_a_cifar_stem() -> None:
@@ -83,6 +94,47 @@ def test_table_ratios_are_medians_of_per_round_ratios() -> None:
     assert table.loc["ann_resnet18", "vs ANN"] == 1.0
     assert pd.isna(table.loc["vgg16", "vs ANN"])  # no ann_vgg16 timed
     assert list(table.index) == ["sparse_resnet18", "ann_resnet18", "vgg16", SJ_NAME]
+
+
+def test_table_puts_variants_side_by_side() -> None:
+    def entry(name, variant, times, **kw):
+        return Entry(name, kw.pop("role", "model"), 1, 4, kw.pop("arch", "resnet18"),
+                     nn.Identity(), times=times, variant=variant, **kw)
+
+    entries = [
+        entry("sparse_resnet18", "eager", [0.30, 0.40, 0.20]),
+        entry("ann_resnet18", "eager", [0.10, 0.20, 0.10], role="baseline"),
+        entry("sparse_resnet18", "fused", [0.15, 0.10, 0.30]),
+        entry("ann_resnet18", "fused", [0.10, 0.10, 0.20], role="baseline"),
+        entry("sparse_resnet18", "compiled", [], error="BackendCompilerFailed: no compiler"),
+        entry("vgg16", "fused", [0.5, 0.7, 0.6], arch="vgg16"),  # no ann_vgg16: a blank ratio, not "nan"
+    ]
+    table = _table(entries)
+    assert list(table.columns) == ["model", "variant", "role", "T", "N", "ms/step", "min ms",
+                                   "max ms", "vs ANN", "vs eager"]  # all-NaN columns dropped
+    rows = table.set_index(["model", "variant"])
+    assert ("sparse_resnet18", "compiled") not in rows.index  # failed in warm-up: not timed
+    fused = rows.loc[("sparse_resnet18", "fused")]
+    assert (fused["ms/step"], fused["min ms"], fused["max ms"]) == pytest.approx((150, 100, 300))
+    assert fused["vs ANN"] == pytest.approx(1.5)  # paired with the fused ANN: 1.5, 1.0, 1.5
+    assert fused["vs eager"] == pytest.approx(0.5)  # paired with its eager twin: 0.5, 0.25, 1.5
+    assert rows.loc[("sparse_resnet18", "eager"), "vs ANN"] == pytest.approx(2.0)
+    text = to_markdown(table)
+    assert "nan" not in text
+    vgg = next(ln for ln in text.splitlines() if ln.startswith("| vgg16"))
+    assert [c.strip() for c in vgg.strip("|").split("|")][-2:] == ["", ""]
+
+
+def test_each_variant_steps_in_its_own_neuron_kernel_mode() -> None:
+    seen = []
+    previous = multilevel.set_fused_kernels("on")
+    try:
+        for variant in ("eager", "fused", "compiled"):
+            _in_mode(lambda: seen.append(multilevel.fused_kernel_mode()), variant)()
+        assert multilevel.fused_kernel_mode() == "on"  # restored after each step
+    finally:
+        multilevel.set_fused_kernels(previous)
+    assert seen == ["off", "auto", "off"]  # compiled: torch.compile of the eager model
 
 
 def test_target_checks_read_the_table() -> None:
@@ -140,7 +192,7 @@ def test_fused_kernels_are_bit_identical_to_the_eager_neuron(T: int, kw: dict) -
 
 def test_fused_kernels_fall_back_to_eager_when_compiling_fails(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_compile(fn):
+    def broken_compile(fn, **options):
         def kernel(*args):
             raise RuntimeError("no C++ compiler")
         return kernel

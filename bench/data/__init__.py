@@ -15,11 +15,13 @@ from bench.config import RunConfig
 from bench.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from bench.data.digits import DigitsDataModule
 from bench.data.dvs import CIFAR10DVSDataModule
+from bench.data.fake import FakeData
 from bench.errors import BenchError
 
-DATAMODULES: dict[str, type[L.LightningDataModule]] = {
-    cls.name: cls
-    for cls in (DigitsDataModule, CIFAR10DataModule, CIFAR100DataModule, CIFAR10DVSDataModule)
+# a datamodule class, or FakeData, which picks one by `fake_like`
+DATAMODULES: dict[str, type[L.LightningDataModule] | type[FakeData]] = {
+    cls.name: cls for cls in (DigitsDataModule, CIFAR10DataModule, CIFAR100DataModule,
+                              CIFAR10DVSDataModule, FakeData)
 }
 
 
@@ -27,7 +29,7 @@ def names() -> list[str]:
     return list(DATAMODULES)
 
 
-def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule]:
+def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:
     try:
         return DATAMODULES[cfg.dataset]
     except KeyError:

@@ -142,11 +142,19 @@ class MultiLevelIF(SimpleBaseNode):
 # (>= FUSED_MIN_NUMEL values per call and >= FUSED_MIN_PER_SAMPLE per sample: every CIFAR and
 # DVS ResNet layer at batch 32), never the 8x8 digits models, whose short runs (and the test
 # suite) would not pay back the compile time (~2-5 s per kernel, cached on disk afterwards).
+#
+# CUDA tensors take the same functions, compiled by inductor to one Triton kernel per direction
+# (same mode and sizes). With FMA contraction off (CUDA_OPTIONS) the forward -- floor, clamp and
+# multiplications -- is bit-identical; the backward is bit-identical for the straight-through
+# estimators and within 1e-5 relative for the sigmoid, whose exp/division Triton approximates
+# (tests/test_gpu.py checks both). Unlike the CPU, every size fuses its backward.
 
 FUSED_MIN_NUMEL = 1 << 18
 FUSED_MIN_PER_SAMPLE = 1 << 13
 _FUSED_MODES = ("auto", "on", "off")
 _fused = {"mode": "auto", "compiled": {}}  # compiled: one kernel per function and constant set
+FUSED_DEVICES = ("cpu", "cuda")
+CUDA_OPTIONS = {"emulate_precision_casts": True}  # inductor: no FMA contraction in Triton
 
 
 def set_fused_kernels(mode: str) -> str:
@@ -178,7 +186,8 @@ def _fusable(sn: MultiLevelIF, x: torch.Tensor) -> bool:
     fusable_estimator = getattr(sn.estimator, "fusable", False)
     if not (sn.detach_reset and isinstance(sn.v_threshold, float) and fusable_estimator):
         return False  # an attached reset or a learnable threshold: the eager graph
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() < 64 or not _dense(x):
+    if x.dtype != torch.float32 or x.device.type not in FUSED_DEVICES or x.numel() < 64 \
+            or not _dense(x):
         return False
     v = sn.v
     if isinstance(v, float):
@@ -226,10 +235,12 @@ def _run(fn, tensors: tuple, consts: tuple, compiled: bool = True) -> torch.Tens
     """fn(*tensors, *consts) as one compiled kernel of any length, else eagerly."""
     if compiled and _fused["mode"] != "off":
         try:
-            key = (fn.__name__, tuple(t is None for t in tensors), _const_key(consts))
+            device = next(t for t in tensors if t is not None).device.type
+            key = (fn.__name__, device, tuple(t is None for t in tensors), _const_key(consts))
             kernel = _fused["compiled"].get(key)
             if kernel is None:
-                kernel = torch.compile(_code_copy(fn, len(_fused["compiled"])))
+                options = CUDA_OPTIONS if device == "cuda" else None
+                kernel = torch.compile(_code_copy(fn, len(_fused["compiled"])), options=options)
                 _fused["compiled"][key] = kernel
             for t in tensors:
                 if t is not None:
@@ -256,7 +267,7 @@ def _code_copy(fn, tag: int):
 
 
 class _FusedStep(torch.autograd.Function):
-    """One timestep (charge, fire, detached soft reset) on dense float32 CPU tensors.
+    """One timestep (charge, fire, detached soft reset) on dense float32 CPU or CUDA tensors.
 
     Autograd sees what the eager path builds: dL/dx = dL/dv_prev = dL/dy * dy/dpot + dL/dv_next.
     """
@@ -276,7 +287,8 @@ class _FusedStep(torch.autograd.Function):
         x, v = ctx.saved_tensors
         grad = None
         if grad_y is not None:
-            fuse = grad_y.dtype == torch.float32 and _aten_vector_only(x.numel())
+            fuse = grad_y.dtype == torch.float32 and (x.device.type == "cuda"
+                                                      or _aten_vector_only(x.numel()))
             flat = _run(_potential_grad, (_flat(x), None if v is None else _flat(v),
                                           _flat(_like(grad_y, x))), (*ctx.consts, ctx.estimator),
                         compiled=fuse)

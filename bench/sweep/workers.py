@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
@@ -189,15 +189,20 @@ def _quiet_trials() -> None:
 
 # ---- the parent -----------------------------------------------------------------------------
 
-def gpu_env(workers: int) -> list[dict[str, str]]:
-    """Worker i sees GPU i (mod count) when several GPUs are present; else nothing changes."""
+def visible_gpus() -> list[str]:
+    """This process's GPUs as CUDA_VISIBLE_DEVICES names them (ids or UUIDs)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        gpus = [g for g in visible.split(",") if g.strip()]
-    else:
-        torch = sys.modules.get("torch")
-        count = torch.cuda.device_count() if torch is not None else 0
-        gpus = [str(i) for i in range(count)]
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    torch = sys.modules.get("torch")
+    count = torch.cuda.device_count() if torch is not None else 0
+    return [str(i) for i in range(count)]
+
+
+def gpu_env(workers: int, gpus: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """Worker i sees GPU i (mod count) when several GPUs are present; else nothing changes.
+    `gpus`: the devices to share out (default: visible_gpus())."""
+    gpus = visible_gpus() if gpus is None else list(gpus)
     if len(gpus) < 2:
         return [{} for _ in range(workers)]
     return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(workers)]
