@@ -44,6 +44,8 @@ def build(t: Path) -> None:
     (t / "tag.yaml").write_text("T: !!python/object/apply:os.system ['echo hi']\n")
     (t / "notext.yaml").write_text("seed: 1\n")
     (t / "plain.txt").write_text("not a journal\n")
+    (t / "garbage.ckpt").write_bytes(os.urandom(2048))
+    (t / "text.ckpt").write_text("not a checkpoint\n")
     sweeps = {
         "s_random": None, "s_latin1": None,
         "s_laughs_values": LAUGHS + "name: x\nmethod: grid\nparameters: {seed: {values: *i}}\n",
@@ -256,6 +258,24 @@ CASES = {
                           "input values is over the maximum"),
     "perf_in_channels": (["perf", "--in-channels", "1000"], "--in-channels: 1000"),
     "perf_batch_zero": (["perf", "--batch-size", "0"], "--batch-size: 0 must be >= 1"),
+    # energy settings (bench.energy.EnergySettings is their one check)
+    "run_energy_model": (["run", "--set", "energy_model=joules", *R], "'energy_model': 'joules'"),
+    "run_energy_counting": (["run", "--set", "energy_counting=spikes", *R],
+                            "'energy_counting': 'spikes'"),
+    "run_energy_op": (["run", "--set", "energy_multilevel_op=fma", *R], "'energy_multilevel_op'"),
+    "run_energy_bits": (["run", "--set", "energy_mem_bits=12", *R], "'energy_mem_bits': 12"),
+    "run_energy_sram": (["run", "--set", "energy_sram=dram", *R], "'energy_sram': 'dram'"),
+    "run_energy_fifo": (["run", "--set", "energy_fifo=0", *R], "'energy_fifo': 0"),
+    # bench eval: what it is pointed at, and its settings
+    "eval_missing": (["eval", "{t}/nothing/here"], "not a run folder or a .ckpt file"),
+    "eval_plain_file": (["eval", "{t}/afile"], "not a run folder or a .ckpt file"),
+    "eval_no_checkpoint": (["eval", "{t}/adir"], "no best.ckpt or last.ckpt"),
+    "eval_record_without_ckpt": (["eval", "{t}/results/done/runs/trial-0000"],
+                                 "no best.ckpt or last.ckpt"),
+    "eval_garbage_ckpt": (["eval", "{t}/garbage.ckpt"], "not a readable bench checkpoint"),
+    "eval_text_ckpt": (["eval", "{t}/text.ckpt"], "not a readable bench checkpoint"),
+    "eval_bad_split": (["eval", "{t}/adir", "--split", "train"], "--split"),
+    "eval_set_syntax": (["eval", "{t}/garbage.ckpt", "--set", "energy_sram"], "key=value"),
     "perf_unknown_model": (["perf", "--models", "resnet9000"], "unknown architecture"),
     "perf_device_tpu": (["perf", "--device", "tpu", "--no-baselines"], "--device: 'tpu'"),
     "perf_batch_text": (["perf", "--batch-size", "lots"], "--batch-size"),
