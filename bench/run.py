@@ -239,7 +239,7 @@ def main_run(config_file: str | None = None, sets: list[str] | None = None,
         cfg = build_config(*layers)
     if not cfg.run_id:
         cfg = cfg.replace(run_id=new_run_id(cfg))
-    if run_dir(cfg).exists():  # another run's record (a sweep trial's, or an earlier run)
+    if not resume and run_dir(cfg).exists():  # another run's record (a sweep trial's, ...)
         raise BenchError(f"run folder {run_dir(cfg)} already exists; choose another run_id or "
                          "study (or continue that run with `bench run --resume DIR`)")
     _print_config(cfg)
