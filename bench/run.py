@@ -175,6 +175,8 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
+            # the run folder holds the record (and, resuming, its checkpoints) by design
+            warnings.filterwarnings("ignore", ".*exists and is not empty.*")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
                         weights_only=False)  # our own checkpoint: it holds RNG and record state
             trainer.test(module, datamodule=datamodule, verbose=False)

@@ -210,8 +210,8 @@ def log_artifacts(run, record_dir: Path) -> None:
     if found:
         model = wandb.Artifact(f"model-{base}", type="model",
                                description=f"checkpoints of bench run {record_dir}")
-        for path in found:
-            model.add_file(str(path))
+        for path in found:  # immutable: no staging copy of ~100 MB per run; uploaded at sync
+            model.add_file(str(path), policy="immutable")
         run.log_artifact(model)
 
 

@@ -103,7 +103,9 @@ def test_run_record_is_an_artifact(sparse_run):
     assert len(record) == 1 and record[0]["name"] == "record-tiny-sparse_resnet18"
     files = {c["path"] for c in record[0]["manifest"]["contents"]}
     assert files == {"config.json", "summary.json", "metrics.csv", "layers.csv", "grads.csv"}
-    assert not [a for a in artifacts if a["type"] == "model"]  # no checkpoint in this run
+    (model,) = [a for a in artifacts if a["type"] == "model"]  # the run's checkpoints
+    assert {c["path"] for c in model["manifest"]["contents"]} == {
+        f"{which}.ckpt" for which in sparse_run["summary"]["checkpoints"]}
     assert sparse_run["summary"]["wandb_run"].endswith("/" + of_type(
         sparse_run["records"], "run")[0]["run_id"])
 
