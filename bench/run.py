@@ -177,8 +177,9 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
             warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
             # the run folder holds the record (and, resuming, its checkpoints) by design
             warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+            # weights_only: resuming a folder executes no pickled code (its state is plain data)
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
-                        weights_only=False)  # our own checkpoint: it holds RNG and record state
+                        weights_only=True)
             trainer.test(module, datamodule=datamodule, verbose=False)
         summary = summarize(trainer, probes, writer, started)
         summary["checkpoints"] = checkpoint_files(record.dir)

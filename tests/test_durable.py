@@ -71,16 +71,20 @@ def test_checkpoints_named_in_summary_and_loadable(reference):
     assert "optimizer_states" not in best
 
 
-def test_checkpoint_none_writes_no_file_and_key_is_checked(tmp_path, capsys):
+def test_checkpoint_none_and_a_callers_model_checkpoint(tmp_path, capsys):
     assert main(["run", "--set", "checkpoint=sometimes"]) == 2
     assert "config key 'checkpoint'" in capsys.readouterr().err
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     from bench.run import execute
 
     cfg = tiny_config(tmp_path, epochs=1, batch_size=8, limit_train_batches=2,
                       limit_val_batches=2, limit_test_batches=2, wandb="disabled",
                       checkpoint="none", run_id="none")
-    assert execute(cfg)["checkpoints"] == {}
+    mine = ModelCheckpoint(dirpath=tmp_path / "mine", filename="x")
+    assert execute(cfg, callbacks=[mine])["checkpoints"] == {}
     assert not list((tmp_path / "default" / "runs" / "none").glob("*.ckpt"))
+    assert (tmp_path / "mine" / "x.ckpt").is_file()
 
 
 def test_resume_after_kill_9_equals_uninterrupted_run(reference, tmp_path):
