@@ -80,13 +80,6 @@ def grid_tolerance(dtype: torch.dtype) -> float:
     return max(1e-3, 16 * torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
 
 
-def spike_values(y: torch.Tensor, levels: int) -> torch.Tensor:
-    """z = round(N * y) in float32 where within the grid tolerance; off-grid values stay raw."""
-    z = y.float() * levels
-    zr = torch.round(z)
-    return torch.where((z - zr).abs_() <= grid_tolerance(y.dtype), zr, z)
-
-
 def is_synaptic(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or (
         isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not module.transposed)
@@ -134,20 +127,36 @@ def _conv_receptive_sum(module: nn.Module, maps: torch.Tensor) -> torch.Tensor:
     return out.sum(dim=tuple(range(1, out.dim())), dtype=torch.float64)  # [M]
 
 
-def exact_synaptic_ops(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """[ops of the nonzero events, ops of the values] of input counts z, float64, no host sync.
-
-    z: [..., C, *spatial] for a conv (any leading batch/time dims), [..., in_features] for linear.
-    """
-    events = (z > 0).float()
+def exact_synaptic_ops(module: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+    """Synaptic ops caused by input maps [M, *spatial] (conv) or [M, in_features] (linear):
+    float64 [M], no host sync."""
     if isinstance(module, nn.Linear):
-        feats = z.shape[-1]  # sum leading dims first: partial sums stay exact in float32
-        sums = torch.stack([events.reshape(-1, feats).sum(0), z.reshape(-1, feats).sum(0)])
-        return sums.sum(1, dtype=torch.float64) * module.out_features
-    k = module.weight.dim() - 2
-    lead = tuple(range(z.dim() - k))  # batch, time and channel dims
-    maps = torch.stack([events.sum(lead), z.sum(lead)])  # [2, *spatial]
+        return maps.sum(1, dtype=torch.float64) * module.out_features
     return _conv_receptive_sum(module, maps) * (module.out_channels // module.groups)
+
+
+def _lead(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    # batch, time and channel dims of a conv input; every dim but features of a linear input
+    keep = 1 if isinstance(module, nn.Linear) else module.weight.dim() - 2
+    return tuple(range(x.dim() - keep))
+
+
+def grid_maps(module: nn.Module, x: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(off-grid flag, maps [3, *spatial]) of a layer input y: the flag is 1.0 when some N*y is
+    not an integer (within the grid tolerance); the maps hold, per input position summed over
+    batch, time and channels, the non-zero counts, the rounded values z and the raw values N*y.
+
+    Written for few passes over the input (each is a full-size read on image-sized layers): one
+    scratch copy z = N*y, its rounding, and in-place reductions; per-position sums stay small
+    integers, exact in float32."""
+    lead = _lead(module, x)
+    z = x.float() * levels
+    raw = z.sum(lead)
+    zr = torch.round(z)
+    off = (z.sub_(zr).abs_().amax() > grid_tolerance(x.dtype)).to(torch.float64)
+    values = zr.sum(lead)
+    nonzero = zr.abs_().clamp_(max=1).sum(lead)
+    return off, torch.stack([nonzero, values, raw])
 
 
 def _images(x: Any) -> int:
@@ -231,15 +240,14 @@ class EnergyCounter:
                                          dtype=torch.float64, device=x.device)
                     self._add(name, dense)
                     return
-                z = spike_values(x, self.levels)
-                off = (z != torch.round(z)).any().to(torch.float64)  # off the grid: analog
+                off, maps = grid_maps(module, x, self.levels)  # off the grid: analog
                 on = 1.0 - off
-                events = torch.stack([(z > 0).sum(dtype=torch.float64), z.sum(dtype=torch.float64)])
-                exact = exact_synaptic_ops(module, z)
+                events = maps.sum(tuple(range(1, maps.dim())), dtype=torch.float64)
+                exact = exact_synaptic_ops(module, maps)  # [non-zero, values, raw values]
                 self._add(name, torch.stack([
                     on * n_out, off * n_out, off * n_in, on * events[0], on * events[1],
                     on * exact[0], on * exact[1], off * n_out, off * exact[0],
-                    off * exact[1]]))
+                    off * exact[2]]))
         return hook
 
     def _neuron_hook(self, name: str):
@@ -249,10 +257,12 @@ class EnergyCounter:
                 return
             levels = int(getattr(module, "levels", 1))
             with torch.no_grad():
-                z = spike_values(out.detach(), levels)
+                y = out.detach()
+                # per-position sums over the leading dims stay small, exact after rounding
+                values = torch.round(y.float().sum(tuple(range(y.dim() - 1))) * levels)
                 self._add(name, torch.stack([
                     torch.tensor(float(out.numel()), dtype=torch.float64, device=out.device),
-                    (z > 0).sum(dtype=torch.float64), z.sum(dtype=torch.float64)]))
+                    torch.count_nonzero(y).to(torch.float64), values.sum(dtype=torch.float64)]))
             self._neuron_geometry[name] = _per_step(module, out)
         return hook
 

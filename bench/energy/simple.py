@@ -7,7 +7,8 @@ element, from a buffer of the layer's weights + one bias per output channel; one
 + write per neuron per timestep; one output write per spike (value counting: z writes) or
 event, into a buffer of the neuron layer's size; an ANN writes every synaptic-layer output
 element instead. Synaptic ops are exact receptive-field counts (conv(z, ones)); an input off the
-spike grid (after average pooling) counts as accumulates of its unrounded value. No addressing,
+spike grid (after average pooling) counts as accumulates of its unrounded value (value counting;
+event counting counts its entries that round to a non-zero spike). No addressing,
 input reads, FIFO or reset adds.
 """
 
