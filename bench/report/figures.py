@@ -655,7 +655,7 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
 
 
 def _intro(page: Page, studies: dict[str, Prepared], results: Path) -> None:
-    page.text(f"Claims of {PAPER} (spec: shared/paper.md) set beside our runs under {results}. "
+    page.text(f"Claims of {PAPER} (its reported numbers: bench/report/paper.py) set beside our runs under {results}. "
               "Our numbers come from the data set named in each row, which need not be the "
               "paper's (digits runs are 8x8 scikit-learn digits, not CIFAR, and often a few "
               "epochs): a difference to the paper's number is shown only where the quantity "

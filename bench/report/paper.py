@@ -1,4 +1,4 @@
-"""The paper's reported numbers as data (from shared/paper.md), kept apart from any of ours.
+"""The paper's reported numbers as data (from the paper's text and tables), kept apart from ours.
 
 Castagnetti, Pegatoquet, Miramond, "All in one timestep: Enhancing Sparsity and Energy
 efficiency in Multi-level Spiking Neural Networks", arXiv 2510.24637 (2025). Only the abstract
