@@ -100,7 +100,19 @@ def _cifar10_dm(data: dict, **kw) -> CIFAR10DataModule:
 
 def _stack(loader) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = zip(*loader)
-    return torch.cat(xs), torch.cat(ys)
+    return torch.cat(xs).cpu(), torch.cat(ys).cpu()
+
+
+def assert_resident_eval_splits_match(host, resident) -> None:
+    """The device-resident loaders of val and test give the host path's batches (pixels within
+    float rounding of the batched normalisation, labels exactly)."""
+    for split in ("val", "test"):
+        ref_x, ref_y = _stack(getattr(host, f"{split}_dataloader")())
+        loader = getattr(resident, f"{split}_dataloader")()
+        assert isinstance(loader, DeviceBatches)
+        x, y = _stack(loader)
+        assert torch.equal(y, ref_y)
+        torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-6)
 
 
 def _to_uint8(x: torch.Tensor, dm) -> torch.Tensor:
@@ -191,13 +203,7 @@ def test_cifar_corrupted_files_fail_torchvision_md5_with_one_line(cifar10):
 
 def test_device_path_matches_torchvision_path_on_eval_splits(cifar10):
     cpu, resident = _cifar10_dm(cifar10), _cifar10_dm(cifar10, device="cpu")
-    for split in ("val", "test"):
-        ref_x, ref_y = _stack(getattr(cpu, f"{split}_dataloader")())
-        loader = getattr(resident, f"{split}_dataloader")()
-        assert isinstance(loader, DeviceBatches)
-        x, y = _stack(loader)
-        assert torch.equal(y, ref_y)
-        torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-6)
+    assert_resident_eval_splits_match(cpu, resident)
 
 
 def test_device_path_train_batches_are_crops_of_the_training_images(cifar10):

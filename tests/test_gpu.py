@@ -16,9 +16,9 @@ from bench.cli import main
 from bench.config import RunConfig, build_config
 from bench.data import build_datamodule
 from bench.data.fake import FakeCIFARDataModule, FakeDVSDataModule, synthetic_images
-from bench.data.gpu import DeviceBatches
 from bench.errors import BenchError
 from bench.neurons import MultiLevelIF, multilevel
+from test_data import _stack, assert_resident_eval_splits_match
 
 
 
@@ -26,11 +26,6 @@ def gpu(test):
     """Marked `gpu` (pytest -m gpu selects it) and skipped without a CUDA device."""
     needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
     return pytest.mark.gpu(needs_cuda(test))
-
-
-def _stack(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*list(loader))
-    return torch.cat(xs).cpu(), torch.cat(ys).cpu()
 
 
 # ---- dataset=fake ------------------------------------------------------------------------------
@@ -89,13 +84,7 @@ def test_fake_dvs_has_frame_shapes_and_the_dvs_split() -> None:
 def test_fake_cifar_resident_path_on_cpu_matches_the_host_path() -> None:
     host = FakeCIFARDataModule("cifar10", 100, batch_size=8)
     resident = FakeCIFARDataModule("cifar10", 100, batch_size=8, device="cpu")
-    for split in ("val", "test"):
-        ref_x, ref_y = _stack(getattr(host, f"{split}_dataloader")())
-        loader = getattr(resident, f"{split}_dataloader")()
-        assert isinstance(loader, DeviceBatches)
-        x, y = _stack(loader)
-        assert torch.equal(y, ref_y)
-        torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-6)
+    assert_resident_eval_splits_match(host, resident)
     x, y = _stack(resident.train_dataloader())
     assert x.shape == (90, 3, 32, 32) and sorted(y.tolist()) == sorted(
         host.train_dataloader().dataset.dataset.targets[i]
@@ -253,13 +242,8 @@ def test_cuda_resident_loader_matches_the_host_path() -> None:
     resident = build_datamodule(RunConfig(dataset="fake", fake_images=1000, batch_size=128,
                                           accelerator="gpu"))
     assert resident.device == torch.device("cuda")
-    for split in ("val", "test"):
-        loader = getattr(resident, f"{split}_dataloader")()
-        assert isinstance(loader, DeviceBatches) and loader.device.type == "cuda"
-        x, y = _stack(loader)
-        ref_x, ref_y = _stack(getattr(host, f"{split}_dataloader")())
-        assert torch.equal(y, ref_y)
-        torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-6)
+    assert resident.val_dataloader().device.type == "cuda"
+    assert_resident_eval_splits_match(host, resident)
     x, y = next(iter(resident.train_dataloader()))
     assert x.is_cuda and x.shape == (128, 3, 32, 32) and y.is_cuda
 
