@@ -103,7 +103,6 @@ def test_sigkill_then_resume_runs_every_point_once(tmp_path):
     proc = subprocess.Popen(command(file, results, 2), env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
-    snapshot: dict[str, dict[str, bytes]] = {}
     running: list[str] = []
     states: dict[str, str] = {}
     try:
@@ -113,13 +112,17 @@ def test_sigkill_then_resume_runs_every_point_once(tmp_path):
             if "completed" in states.values() and running:
                 break
             time.sleep(0.05)
-        completed = [k for k, s in states.items() if s == "completed"]
-        snapshot = {k: {f.name: f.read_bytes() for f in (results / "kill" / "runs" / k).iterdir()}
-                    for k in completed}
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, mid-trial
         proc.wait()
-    assert snapshot and running, "the sweep ended before it could be killed mid-trial"
+    # read after the kill: nothing can write any more, and a run that finished between the poll
+    # and the kill counts as finished (reading checkpoints first gave it time to finish)
+    states = {k: s.get("status") for k, s in summaries(results, "kill").items()}
+    completed = [k for k, s in states.items() if s == "completed"]
+    killed = [k for k in running if states.get(k) == "running"]
+    snapshot = {k: {f.name: f.read_bytes() for f in (results / "kill" / "runs" / k).iterdir()}
+                for k in completed}
+    assert snapshot and killed, "the sweep ended before it could be killed mid-trial"
 
     out = subprocess.run(command(file, results, 2), env=env(), capture_output=True, text=True,
                          timeout=240)
