@@ -30,7 +30,8 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import build_model, names
+from bench.models import ARCHITECTURES, build_model, is_spiking, names
+from bench.neurons import NeuronSettingError, NeuronSettings
 from bench.neurons import multilevel
 
 NUM_CLASSES = 10
@@ -38,7 +39,6 @@ MAX_IN_CHANNELS = 64
 MAX_STEPS = 10000
 MAX_INPUT_VALUES = 64 * 3 * 256 * 256  # one input batch; activations are ~100x this
 SJ_NAME = "spikingjelly sew_resnet18"
-ANN_OF = {"resnet18": "ann_resnet18", "vgg16": "ann_vgg16"}  # architecture -> its ANN baseline
 VARIANTS = {"eager": "off", "fused": "auto", "compiled": "off"}  # variant -> neuron kernel mode
 MIN_STEPS = 5  # fewer timed steps: a warning (a median of 2-4 noisy samples is not a figure)
 
@@ -105,7 +105,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     for m in models:
         if m not in names():
             raise BenchError(f"--models: unknown architecture '{m}'; known: {', '.join(names())}")
-    for key in ("T", "N", "batch_size", "image_size", "in_channels", "steps"):
+    try:
+        NeuronSettings(N=args.N)
+    except NeuronSettingError as exc:
+        raise BenchError(f"--N: {exc.detail}") from None
+    for key in ("T", "batch_size", "image_size", "in_channels", "steps"):
         if getattr(args, key) < 1:
             raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 1")
     if args.warmup < 0:
@@ -113,7 +117,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     from bench.config import MAXIMA
 
     # the run's stated maxima (README "Limits"), checked before any tensor is allocated
-    most = {"T": MAXIMA["T"], "N": MAXIMA["N"], "batch_size": MAXIMA["batch_size"],
+    most = {"T": MAXIMA["T"], "batch_size": MAXIMA["batch_size"],
             "image_size": MAXIMA["image_size"], "in_channels": MAX_IN_CHANNELS,
             "steps": MAX_STEPS, "warmup": MAX_STEPS}
     for key, limit in most.items():
@@ -201,16 +205,19 @@ def time_with_probes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, warm
 
 
 def _ours(name: str, args: argparse.Namespace, role: str) -> Entry:
-    model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels, T=args.T,
-                        N=args.N)
-    return Entry(name, role, model.T, model.levels, _family(name), model)
+    spiking = is_spiking(name)
+    model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels,
+                        T=args.T if spiking else None,
+                        neurons=NeuronSettings(N=args.N) if spiking else None)
+    return Entry(name, role, model.T, model.N, _family(name), model)
 
 
 def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
     entries = [_ours(m, args, "model") for m in models]
     if args.no_baselines:
         return entries
-    for ann in dict.fromkeys(ANN_OF[_family(m)] for m in models if _family(m) in ANN_OF):
+    twins = (ARCHITECTURES.meta(m, "ann") for m in models)  # each model's ANN baseline
+    for ann in dict.fromkeys(t for t in twins if t):
         if ann not in models:
             entries.append(_ours(ann, args, "baseline"))
     sj = SpikingJellySEWResNet18(NUM_CLASSES, args.in_channels, T=args.T * args.N)

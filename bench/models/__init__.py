@@ -1,6 +1,6 @@
 """The architecture zoo. Importing this package registers every model.
 
-    net = build_model("sparse_resnet18", num_classes=10, T=1, N=4)
+    net = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=4))
     probe_points(net)   # OrderedDict name -> module whose forward output [T, B, ...] is probed
     layer_groups(net)   # OrderedDict group -> module, for per-block gradient norms
 """
@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.models import resnet, vgg  # noqa: F401  (registers the models)
 from bench.models.layers import ResidualSum
-from bench.models.registry import build_model, names, register_model
+from bench.models.registry import ARCHITECTURES, build_model, is_spiking, names, register_model
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -21,9 +21,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def probe_points(model: nn.Module) -> "OrderedDict[str, nn.Module]":
-    """Every neuron and residual-block exit, in depth order; each carries `levels`, `probe_kind`.
+    """Every neuron and residual-block exit, in depth order; each carries `N`, `probe_kind`.
 
-    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(levels * y)).
+    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(N * y)).
     ANN models have none.
     """
     model = _unwrap(model)
@@ -36,4 +36,4 @@ def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     return _unwrap(model).layer_groups()
 
 
-__all__ = ["build_model", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]
+__all__ = ["ARCHITECTURES", "build_model", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]

@@ -1,6 +1,9 @@
-"""Multi-level spiking neurons and their gradient estimators."""
+"""Multi-level spiking neurons, their settings and their gradient estimators."""
 
-from bench.neurons.estimators import Estimator, build_estimator, names as estimator_names, register
+from bench.neurons.estimators import (ESTIMATORS, Estimator, build_estimator, names as estimator_names,
+                                      register)
 from bench.neurons.multilevel import MultiLevelIF
+from bench.neurons.settings import NEURONS, NeuronSettingError, NeuronSettings
 
-__all__ = ["MultiLevelIF", "Estimator", "build_estimator", "estimator_names", "register"]
+__all__ = ["ESTIMATORS", "Estimator", "MultiLevelIF", "NEURONS", "NeuronSettingError",
+           "NeuronSettings", "build_estimator", "estimator_names", "register"]

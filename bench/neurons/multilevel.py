@@ -1,7 +1,8 @@
-"""The multi-level integrate-and-fire neuron (paper.md, "Neuron (OURS)").
+"""The multi-level integrate-and-fire neuron (docs/method.md, "Neuron").
 
-Per timestep:  v <- v + I;  z = clamp(floor(N v / theta), 0, N);  v <- v - z theta / N;  y = z / N.
-The module outputs y in [0, 1]; z = N * y is the integer spike count. N=1 is spikingjelly's IFNode
+Per timestep:  v <- v + I;  z = clamp(floor(N v / theta), 0, N);  v <- v - z theta / N;  y = z / N
+(output_scale "unit"), or y = z theta / N ("threshold", the authors' lab code). z is the integer
+spike count: z = y * spike_scale. N=1 is spikingjelly's IFNode
 with soft reset. Follows spikingjelly's charge / fire / reset contract (SimpleBaseNode), so
 functional.reset_net, monitors and step modes work unchanged.
 """
@@ -15,7 +16,11 @@ import warnings
 import torch
 from spikingjelly.activation_based.neuron import SimpleBaseNode
 
+from dataclasses import replace
+from typing import Any
+
 from bench.neurons.estimators import Estimator, build_estimator
+from bench.neurons.settings import NEURONS, NeuronSettings
 
 
 class _Quantize(torch.autograd.Function):
@@ -46,47 +51,44 @@ def _quantize_grad(grad_y: torch.Tensor, s: torch.Tensor, levels: int,
     return grad_y.mul(g).mul_(1.0 / levels)
 
 
+@NEURONS.register("if")
 class MultiLevelIF(SimpleBaseNode):
-    """Multi-level IF neuron emitting y = z/N, z in {0..N}, per timestep.
+    """Multi-level IF neuron emitting z in {0..N} spikes per timestep, as y = z/N.
 
-    levels: N (1 = binary). threshold: theta (float, or learnable per layer). estimator: a
-    registered name ("sigmoid", "ste", "ste_clipped") or an Estimator. rounding: "floor" or
-    "round" (round-to-nearest = floor(s + 1/2)). grid_tolerance: added to N v / theta before
-    flooring; barrier neurons, whose input is a sum of spike values z/N, set it to 1e-3 so the
-    float error of z/N (inexact unless N is a power of two) never loses a spike.
+    settings: a NeuronSettings (default NeuronSettings()); keyword fields override it, e.g.
+    MultiLevelIF(N=1) is spikingjelly's IFNode with soft reset. `estimator` may also be an
+    Estimator instance. grid_tolerance: added to N v / theta before flooring; barrier neurons,
+    whose input is a sum of spike values z/N, set it to 1e-3 so the float error of z/N (inexact
+    unless N is a power of two) never loses a spike. A subclass may override charge, fire or
+    reset (an LIF's leak): it then always runs them eagerly.
     """
 
-    def __init__(
-        self,
-        levels: int = 1,
-        threshold: float = 1.0,
-        estimator: str | Estimator = "sigmoid",
-        alpha: float = 4.0,
-        learnable_threshold: bool = False,
-        rounding: str = "floor",
-        detach_reset: bool = True,
-        grid_tolerance: float = 0.0,
-        step_mode: str = "m",
-    ) -> None:
-        if int(levels) < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
-        if rounding not in ("floor", "round"):
-            raise ValueError(f"rounding must be 'floor' or 'round', got {rounding!r}")
-        if not float(threshold) > 0:
-            raise ValueError(f"threshold must be > 0, got {threshold}")
-        if isinstance(estimator, str):
-            estimator = build_estimator(estimator, alpha=alpha)
-        super().__init__(v_threshold=float(threshold), v_reset=None, surrogate_function=None,
-                         detach_reset=detach_reset, step_mode=step_mode)
-        self.levels = int(levels)
+    def __init__(self, settings: NeuronSettings | None = None, *, detach_reset: bool = True,
+                 grid_tolerance: float = 0.0, step_mode: str = "m", **fields: Any) -> None:
+        estimator = fields.get("estimator")
+        if isinstance(estimator, Estimator):  # an instance: the settings keep its name
+            fields["estimator"] = estimator.name
+        settings = replace(settings or NeuronSettings(), **fields)
+        if not isinstance(estimator, Estimator):
+            estimator = build_estimator(settings.estimator, alpha=settings.alpha)
+        super().__init__(v_threshold=float(settings.threshold), v_reset=None,
+                         surrogate_function=None, detach_reset=detach_reset, step_mode=step_mode)
+        self.settings = settings
+        self.N = settings.N
         self.estimator = estimator
-        self.rounding = rounding
-        self.grid_tolerance = float(grid_tolerance) + (0.5 if rounding == "round" else 0.0)
-        self.learnable_threshold = learnable_threshold
-        if learnable_threshold:
+        self.rounding = settings.rounding
+        self.output_scale = settings.output_scale
+        self.grid_tolerance = float(grid_tolerance) + (0.5 if settings.rounding == "round" else 0.0)
+        self.learnable_threshold = settings.learnable_threshold
+        if settings.learnable_threshold:
             # replaces the float attribute with a per-layer parameter
             del self.v_threshold
-            self.v_threshold = torch.nn.Parameter(torch.tensor(float(threshold)))
+            self.v_threshold = torch.nn.Parameter(torch.tensor(float(settings.threshold)))
+
+    @property
+    def spike_scale(self) -> float:
+        """z per unit of output: N for y = z/N, N / theta for y = z theta / N."""
+        return self.settings.spike_scale
 
     # charge / fire / reset (spikingjelly contract)
     def neuronal_charge(self, x: torch.Tensor) -> None:
@@ -97,12 +99,14 @@ class MultiLevelIF(SimpleBaseNode):
         self.v = x if isinstance(self.v, float) and self.v == 0.0 else self.v + x
 
     def neuronal_fire(self) -> torch.Tensor:
-        s = self.v * (self.levels / self.v_threshold)
-        return _Quantize.apply(s, self.levels, self.estimator, self.grid_tolerance)
+        s = self.v * (self.N / self.v_threshold)
+        y = _Quantize.apply(s, self.N, self.estimator, self.grid_tolerance)
+        return y if self.output_scale == "unit" else y * self.v_threshold
 
     def neuronal_reset(self, spike: torch.Tensor) -> None:
         y = spike.detach() if self.detach_reset else spike
-        self.v = self.v - y * self.v_threshold  # z theta / N with y = z / N
+        # z theta / N: y theta with y = z / N, y itself with y = z theta / N
+        self.v = self.v - (y * self.v_threshold if self.output_scale == "unit" else y)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()  # as neuronal_charge does (a no-op for float32): autocast runs fuse too
@@ -118,13 +122,14 @@ class MultiLevelIF(SimpleBaseNode):
         return torch.stack([self.single_step_forward(x) for x in x_seq])
 
     def spike_count(self, y: torch.Tensor) -> torch.Tensor:
-        """Integer spike counts z = N * y (rounded: z/N is inexact for most N)."""
-        return torch.round(y * self.levels)
+        """Integer spike counts z = y * spike_scale (rounded: z/N is inexact for most N)."""
+        return torch.round(y * self.spike_scale)
 
     def extra_repr(self) -> str:
-        return (f"levels={self.levels}, threshold={float(torch.as_tensor(self.v_threshold).detach()):g}, "
+        return (f"N={self.N}, threshold={float(torch.as_tensor(self.v_threshold).detach()):g}, "
                 f"estimator={self.estimator!r}, rounding={self.rounding}, "
-                f"learnable_threshold={self.learnable_threshold}, step_mode={self.step_mode}")
+                f"learnable_threshold={self.learnable_threshold}, output_scale={self.output_scale}, "
+                f"step_mode={self.step_mode}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +189,8 @@ def _fusable(sn: MultiLevelIF, x: torch.Tensor) -> bool:
     if mode == "off" or torch.compiler.is_compiling():  # a compiled model fuses the eager path
         return False
     fusable_estimator = getattr(sn.estimator, "fusable", False)
+    if sn.output_scale != "unit":
+        return False
     if not (sn.detach_reset and isinstance(sn.v_threshold, float) and fusable_estimator):
         return False  # an attached reset or a learnable threshold: the eager graph
     if x.dtype != torch.float32 or x.device.type not in FUSED_DEVICES or x.numel() < 64 \
@@ -276,7 +283,7 @@ class _FusedStep(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, v: torch.Tensor | None, sn: MultiLevelIF):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, v)
-        ctx.consts = (sn.levels / sn.v_threshold, sn.levels)
+        ctx.consts = (sn.N / sn.v_threshold, sn.N)
         ctx.estimator = sn.estimator
         y, v_next = _run(_fire_reset, (_flat(x), None if v is None else _flat(v)),
                          (*ctx.consts, sn.grid_tolerance, sn.v_threshold))

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from bench.errors import BenchError
+from bench.models import ARCHITECTURES, is_spiking
 
 # config.json carries provenance beside the config keys; these are not settings of the run.
 PROVENANCE = ("versions", "git_commit", "host", "trial")
@@ -195,6 +196,8 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
     written = _read_json(run / "config.json") or {}
     config = _mapping((summary or {}).get("config")) or written
     config = {str(k): v for k, v in config.items() if k not in PROVENANCE}
+    if config.get("arch") in ARCHITECTURES and not is_spiking(config["arch"]):
+        config.update(T=None, N=None)  # records written before ANN runs recorded null
     uid = uid or f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",
