@@ -7,8 +7,8 @@ same architecture, and spikingjelly's own SEW-ResNet18 (binary IFNode, sigmoid s
 stem) at T = T x N, N = 1: the same number of levels per neuron ([T=1, N=4] vs [T=4, N=1]).
 
 Variants (`--variants`, side by side, each with its own baselines): "eager" (every op its own
-kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/multilevel.py, as a run uses them),
-"compiled" (torch.compile of the whole eager model).
+kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/fused.py, at the default backend
+"auto" as a run uses them), "compiled" (torch.compile of the whole eager model).
 """
 
 from __future__ import annotations
@@ -31,15 +31,14 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES, build_model, is_spiking, names
-from bench.neurons import NeuronSettingError, NeuronSettings
-from bench.neurons import multilevel
+from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
 
 NUM_CLASSES = 10
 MAX_IN_CHANNELS = 64
 MAX_STEPS = 10000
 MAX_INPUT_VALUES = 64 * 3 * 256 * 256  # one input batch; activations are ~100x this
 SJ_NAME = "spikingjelly sew_resnet18"
-VARIANTS = {"eager": "off", "fused": "auto", "compiled": "off"}  # variant -> neuron kernel mode
+VARIANTS = {"eager": "torch", "fused": "auto", "compiled": "torch"}  # variant -> neuron backend
 MIN_STEPS = 5  # fewer timed steps: a warning (a median of 2-4 noisy samples is not a figure)
 
 
@@ -226,8 +225,8 @@ def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
 
 
 def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.device) -> list[Entry]:
-    """Per variant: copy, move, format and compile the models, build their steps in the
-    variant's neuron kernel mode; add "with probes" twins."""
+    """Per variant: copy, move and format the models, set their neurons' backend for the
+    variant, compile them, build their steps; add "with probes" twins."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.randn(args.batch_size, args.in_channels, args.image_size, args.image_size,
                     device=device).contiguous(memory_format=fmt)
@@ -238,34 +237,21 @@ def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.devic
             e = copy.copy(base)
             e.variant, e.times = variant, []
             e.model = copy.deepcopy(base.model).to(device=device, memory_format=fmt)
+            set_backend(e.model, VARIANTS[variant])
             twin = None
             if args.probes and e.role == "model":
                 twin = copy.copy(e)
                 twin.probe_of, twin.times = e.name, []
                 twin.model = _compiled(copy.deepcopy(e.model), variant)
-                twin.step = _in_mode(probed_step(twin.model, x, y, bf16=args.bf16), variant)
+                twin.step = probed_step(twin.model, x, y, bf16=args.bf16)
             e.model = _compiled(e.model, variant)
-            e.step = _in_mode(make_step(e.model, x, y, args.bf16), variant)
+            e.step = make_step(e.model, x, y, args.bf16)
             out += [e] if twin is None else [e, twin]
     return out
 
 
 def _compiled(model: nn.Module, variant: str) -> nn.Module:
     return torch.compile(model) if variant == "compiled" else model
-
-
-def _in_mode(step: Callable[[], None], variant: str) -> Callable[[], None]:
-    """`step` with MultiLevelIF's kernel mode set for the variant (it is process-wide)."""
-    mode = VARIANTS[variant]
-
-    def run() -> None:
-        previous = multilevel.set_fused_kernels(mode)
-        try:
-            step()
-        finally:
-            multilevel.set_fused_kernels(previous)
-
-    return run
 
 
 def _time(entries: list[Entry], warmup: int, steps: int, device: torch.device) -> None:

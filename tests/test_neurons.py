@@ -15,7 +15,8 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, monitor, neuron, surrogate
 
-from bench.neurons import Estimator, MultiLevelIF, build_estimator, estimator_names, register
+from bench.neurons import (BACKENDS, Estimator, MultiLevelIF, build_estimator, estimator_names,
+                           register, set_backend)
 from bench.neurons import estimators as estimators_module
 
 
@@ -402,6 +403,19 @@ def test_invalid_constructor_arguments_raise() -> None:
         MultiLevelIF(rounding="ceil")
     with pytest.raises(ValueError, match="threshold"):
         MultiLevelIF(threshold=0.0)
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, inductor, got 'on'"):
+        MultiLevelIF(backend="on")
+
+
+def test_set_backend_reaches_every_neuron_of_a_model() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), MultiLevelIF(levels=3),
+                              torch.nn.Sequential(MultiLevelIF(levels=2, backend="torch")))
+    assert [m.backend for m in net.modules() if isinstance(m, MultiLevelIF)] == ["auto", "torch"]
+    assert BACKENDS == ("auto", "torch", "inductor")
+    set_backend(net, "inductor")
+    assert [m.backend for m in net.modules() if isinstance(m, MultiLevelIF)] == ["inductor"] * 2
+    with pytest.raises(ValueError, match="got 'fast'"):
+        set_backend(net, "fast")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from bench.neurons.estimators import (ESTIMATORS, Estimator, build_estimator, names as estimator_names,
                                       register)
-from bench.neurons.multilevel import MultiLevelIF
+from bench.neurons.fused import BACKENDS
+from bench.neurons.multilevel import MultiLevelIF, set_backend
 from bench.neurons.settings import NEURONS, NeuronSettingError, NeuronSettings
 
-__all__ = ["ESTIMATORS", "Estimator", "MultiLevelIF", "NEURONS", "NeuronSettingError",
-           "NeuronSettings", "build_estimator", "estimator_names", "register"]
+__all__ = ["BACKENDS", "ESTIMATORS", "Estimator", "MultiLevelIF", "NEURONS", "NeuronSettingError",
+           "NeuronSettings", "build_estimator", "estimator_names", "register", "set_backend"]

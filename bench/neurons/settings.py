@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bench.neurons.fused import BACKENDS
 from bench.registry import Registry
 
 # registered neuron classes (MultiLevelIF is "if"); the class decides charge / fire / reset
@@ -16,9 +17,6 @@ NEURONS: Registry[type] = Registry("neuron", key="neuron")
 ROUNDINGS = ("floor", "round")  # floor(N v / theta), or round-to-nearest
 # what a spike of z levels outputs: z/N (bench), or z theta / N (the authors' lab code)
 OUTPUT_SCALES = ("unit", "threshold")
-# how the neuron's step is computed: eager torch ops, one compiled inductor kernel per direction,
-# or inductor for image-sized layers only (bench.neurons.fused explains the trade-off)
-BACKENDS = ("auto", "torch", "inductor")
 MAX_N = 256  # spike levels; z fits a uint8 and the estimator's sum over N thresholds stays cheap
 
 
