@@ -17,7 +17,7 @@ from bench.config import RunConfig, build_config
 from bench.data import build_datamodule
 from bench.data.fake import FakeCIFARDataModule, FakeDVSDataModule, synthetic_images
 from bench.errors import BenchError
-from bench.neurons import MultiLevelIF, set_backend
+from bench.neurons import MultiLevelIF, NeuronSettings, set_backend
 from test_data import _stack, assert_resident_eval_splits_match
 
 
@@ -156,7 +156,7 @@ def test_cuda_n1_equals_spikingjelly_ifnode(T: int, backend: str) -> None:
     grad = torch.randn(T, 8, 64, 32, generator=gen).cuda()
     ref = neuron.IFNode(v_threshold=1.0, v_reset=None, detach_reset=True,
                         surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
-    ours = _neuron_step(MultiLevelIF(levels=1, alpha=4.0, backend=backend), x, grad)
+    ours = _neuron_step(MultiLevelIF(N=1, alpha=4.0, backend=backend), x, grad)
     theirs = _neuron_step(ref, x, grad)
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
     if backend == "torch":
@@ -167,9 +167,9 @@ def test_cuda_n1_equals_spikingjelly_ifnode(T: int, backend: str) -> None:
 
 @gpu
 @pytest.mark.parametrize("kw,exact_grad", [
-    (dict(levels=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round"), False),
-    (dict(levels=5, estimator="ste", grid_tolerance=1e-3), True),  # a barrier neuron
-    (dict(levels=4, estimator="ste_clipped"), True),
+    (dict(N=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round"), False),
+    (dict(N=5, estimator="ste", grid_tolerance=1e-3), True),  # a barrier neuron
+    (dict(N=4, estimator="ste_clipped"), True),
 ], ids=["sigmoid-N3", "barrier-N5", "clipped-N4"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_cuda_fused_kernels_match_the_eager_neuron(kw: dict, exact_grad: bool,
@@ -202,7 +202,7 @@ def test_cuda_barrier_counts_are_exact(bf16: bool, backend: str) -> None:
     from bench.models import build_model
 
     levels = 5
-    model = build_model("sparse_resnet18", num_classes=10, T=1, N=levels).cuda()
+    model = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=levels)).cuda()
     seen = []
 
     def hook(module, inputs, output):

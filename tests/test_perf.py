@@ -129,7 +129,7 @@ def test_table_puts_variants_side_by_side() -> None:
 
 
 def test_each_variant_sets_its_models_neuron_backend() -> None:
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), MultiLevelIF(levels=2, backend="inductor"))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), MultiLevelIF(N=2, backend="inductor"))
     base = Entry("tiny", "model", 1, 2, "resnet18", model)
     args = SimpleNamespace(variants="eager,fused,compiled", compile=False, channels_last=False,
                            bf16=False, probes=False, batch_size=2, in_channels=1, image_size=2)
@@ -173,8 +173,8 @@ def _fused(sn: MultiLevelIF) -> bool:
 
 
 @pytest.mark.parametrize("T,kw", [
-    (3, dict(levels=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round")),
-    (1, dict(levels=5, estimator="ste", grid_tolerance=1e-3)),  # a barrier neuron
+    (3, dict(N=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round")),
+    (1, dict(N=5, estimator="ste", grid_tolerance=1e-3)),  # a barrier neuron
 ], ids=["sigmoid-N3-T3", "barrier-N5-T1"])
 def test_fused_kernels_are_bit_identical_to_the_eager_neuron(T: int, kw: dict) -> None:
     gen = torch.Generator().manual_seed(T)
@@ -232,13 +232,13 @@ def test_a_kernel_that_fails_turns_only_its_neuron_eager(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(fused, "_kernels", {})
     monkeypatch.setattr(fused, "_compile", flaky_compile)
-    kw = dict(levels=5, estimator="ste", grid_tolerance=1e-3)  # as above: kernels cached on disk
+    kw = dict(N=5, estimator="ste", grid_tolerance=1e-3)  # as above: kernels cached on disk
     x = 3 * torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(0))
     grad = torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(1))
     y0, v0, g0, _ = _run_neuron("torch", x, grad, **kw)
 
     a = MultiLevelIF(backend="inductor", **kw)
-    with pytest.warns(UserWarning, match=r"levels=5.*fused kernel failed on a \[2, 64\] input "
+    with pytest.warns(UserWarning, match=r"N=5.*fused kernel failed on a \[2, 64\] input "
                                          r"\(RuntimeError: no C\+\+ compiler\)"):
         y = a(x)
     assert a.backend == "torch" and torch.equal(y, y0) and torch.equal(a.v, v0)
