@@ -300,7 +300,7 @@ def _table(entries: list[Entry]) -> pd.DataFrame:
             "vs eager": _paired_ratio(e, eager.get(e.name)),
             "probes ms/step": 1e3 * statistics.median(twin.times) if twin else float("nan"),
         })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"T": "Int64", "N": "Int64"})  # an ANN's are blank
     if "vs eager" in table and set(table["variant"]) == {"eager"}:
         table = table.drop(columns="vs eager")  # 1.0 everywhere says nothing
     return table.dropna(axis="columns", how="all")  # e.g. no --probes, no baselines

@@ -205,7 +205,7 @@ class _LeakyIF(MultiLevelIF):
 def test_a_subclass_with_its_own_dynamics_never_takes_the_fused_kernels() -> None:
     x = torch.full((2, 2, 64), 0.6)  # two timesteps of 0.6, theta 1, N 1
     grad = torch.ones_like(x)
-    y, v, _, fused_path = _run_neuron("inductor", x, grad, neuron=_LeakyIF)
+    y, v, _, fused_path = _run_neuron("inductor", x, grad, neuron=_LeakyIF, N=1)
     assert not fused_path
     # LIF: v = 0.6 (no spike), then 0.3 + 0.6 = 0.9 (no spike); IF would spike at 1.2
     assert torch.equal(y, torch.zeros_like(x)) and torch.allclose(v, torch.full_like(v, 0.9))
