@@ -13,6 +13,7 @@ from torch import nn
 
 from bench.models import resnet, vgg  # noqa: F401  (registers the models)
 from bench.models.layers import ResidualSum
+from bench.neurons import MultiLevelIF
 from bench.models.registry import ARCHITECTURES, build_model, is_spiking, names, register_model
 
 
@@ -27,13 +28,24 @@ def probe_points(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     ANN models have none.
     """
     model = _unwrap(model)
-    return model.probe_points() if hasattr(model, "probe_points") else OrderedDict()
+    if hasattr(model, "probe_points"):
+        return model.probe_points()
+    # an architecture of a plugin without its own list: every neuron, by module name
+    points = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, MultiLevelIF))
+    for m in points.values():
+        m.probe_kind = getattr(m, "probe_kind", "neuron")
+    return points
 
 
 def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     """Parameter groups for gradient norms: ResNet stem, block0.., head; VGG stage0..,
     classifier. Every parameter is in exactly one group."""
-    return _unwrap(model).layer_groups()
+    model = _unwrap(model)
+    if hasattr(model, "layer_groups"):
+        return model.layer_groups()
+    # a plugin's architecture without its own groups: its top-level children with parameters
+    return OrderedDict((n, m) for n, m in model.named_children()
+                       if any(True for _ in m.parameters()))
 
 
 __all__ = ["ARCHITECTURES", "build_model", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]

@@ -70,7 +70,7 @@ class SpikeProbe(L.Callback):
             return
         names = list(self._stats)
         host = torch.stack([self._stats[n] for n in names]).cpu().tolist()  # one sync per epoch
-        T = max(1, int(getattr(pl_module.model, "T", 1)))
+        T = int(getattr(pl_module.model, "T", None) or 1)  # an ANN: None
         table: dict[str, dict[str, Any]] = {}
         for name, (spikes, nonzero, top) in zip(names, host):
             kind, index, levels = self._meta[name]
