@@ -50,10 +50,7 @@ class RunConfig:
     dataset: str = "digits"
     arch: str = "sparse_resnet18"
     T: int | None = 1  # timesteps; null for an ANN architecture (one pass, no time)
-    stem: str = "cifar"  # ResNet stem: cifar (3x3 stride 1) or imagenet (7x7 stride 2 + max-pool)
-    shortcut: str = "conv"  # ResNet downsampling shortcut: conv (strided 1x1) or conv_pool
     # the neurons: fields of bench.neurons.NeuronSettings, which declares and checks them
-    neuron: str = _NEURON.neuron
     N: int | None = _NEURON.N  # null for an ANN architecture
     threshold: float = _NEURON.threshold
     estimator: str = _NEURON.estimator
@@ -61,8 +58,11 @@ class RunConfig:
     alpha: float = _NEURON.alpha
     learnable_threshold: bool = _NEURON.learnable_threshold
     rounding: str = _NEURON.rounding
+    neuron: str = _NEURON.neuron
     output_scale: str = _NEURON.output_scale
     backend: str = _NEURON.backend
+    stem: str = "cifar"  # ResNet stem: cifar (3x3 stride 1) or imagenet (7x7 stride 2 + max-pool)
+    shortcut: str = "conv"  # ResNet downsampling shortcut: conv (strided 1x1) or conv_pool
     plugins: tuple[str, ...] = ()  # Python files that register architectures, estimators...
     # data
     data_root: str = "data"

@@ -30,7 +30,6 @@ class NeuronSettingError(ValueError):
 
 @dataclass(frozen=True)
 class NeuronSettings:
-    neuron: str = "if"  # a registered neuron class
     N: int = 4  # spike levels per timestep (1 = binary)
     threshold: float = 1.0  # theta, the firing threshold
     estimator: str = "sigmoid"  # ordinary neurons' gradient estimator
@@ -38,6 +37,7 @@ class NeuronSettings:
     alpha: float = 4.0  # sigmoid surrogate sharpness (the authors' lab code defaults to 1.0)
     learnable_threshold: bool = False  # theta a trained parameter per layer
     rounding: str = "floor"
+    neuron: str = "if"  # a registered neuron class
     output_scale: str = "unit"
     backend: str = "auto"
 

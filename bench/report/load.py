@@ -27,8 +27,9 @@ from bench.models import ARCHITECTURES, is_spiking
 # config.json carries provenance beside the config keys; these are not settings of the run.
 PROVENANCE = ("versions", "git_commit", "host", "trial")
 # Keys that never define a group: identity, bookkeeping, and the seed we aggregate over.
+# The neuron `backend` computes the same numbers (bit-identical on CPU, README "Speed").
 NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_root",
-                "download", "num_workers", "progress_bar")
+                "download", "num_workers", "progress_bar", "backend")
 # summary.json scalars copied onto the run row as they are.
 SUMMARY_SCALARS = ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
                    "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
