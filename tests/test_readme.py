@@ -27,3 +27,28 @@ def test_readme_python_block_runs(index, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     if "MultiLevelIF" in BLOCKS[index]:
         assert run.stdout.startswith("torch.Size([4, 10]) 28 ")  # [B, classes], probe points
+
+
+def test_method_doc_is_linked_and_names_only_files_of_the_repository():
+    root = README.parent
+    method = root / "docs" / "method.md"
+    assert "](docs/method.md)" in README.read_text(encoding="utf-8")
+    text = method.read_text(encoding="utf-8")
+    # every file the page names, as a relative link or as `a/path.ext`, is in the repository
+    links = re.findall(r"\]\((?!https?://)([^)#]+)", text)
+    paths = re.findall(r"`([\w./-]+/[\w.-]+\.(?:py|md|yaml))`", text)
+    assert paths, "the page names the code it describes"
+    missing = [p for p in links if not (method.parent / p).exists()]
+    missing += [p for p in paths if not (root / p).exists()]
+    assert missing == []
+    assert "paper.md" not in text and "shared/" not in text
+
+
+def test_method_doc_python_blocks_run(tmp_path):
+    text = (README.parent / "docs" / "method.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert blocks
+    for block in blocks:
+        run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
