@@ -49,7 +49,7 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
     from bench.sweep.progress import LiveProgress
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
-    from bench.sweep.study import open_study, recover, study_id, target_reached
+    from bench.sweep.queue import open_study, recover, study_id, target_reached
     from bench.sweep.workers import Interrupted, raise_interrupted, supervise
 
     if workers is None or not 1 <= workers <= MAX_WORKERS:
@@ -116,7 +116,7 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
     from bench.sweep.replicates import replicate_keys, replicate_table
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
-    from bench.sweep.study import SPEC_ATTR, study_id
+    from bench.sweep.queue import SPEC_ATTR, study_id
 
     quiet_optuna()
     path = Path(results_dir)

@@ -35,6 +35,8 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.sweep.queue import (make_pruner, pop_waiting, recover, run_trial, study_id,
+                               superseded, target_reached)
 from bench.sweep.spec import SweepSpec
 from bench.sweep.storage import OWNER, open_storage, quiet_optuna
 
@@ -151,8 +153,6 @@ def worker_main(job: WorkerJob) -> None:
 
 
 def _work(job: WorkerJob) -> None:
-    from bench.sweep.study import make_pruner, pop_waiting, run_trial, study_id, target_reached
-
     _quiet_trials()
     if job.threads:
         import torch
@@ -242,8 +242,6 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
 
     A worker that dies mid-trial has its trial re-queued and is replaced while trials are
     left. A signal stops the workers and raises Interrupted; a full disk raises BenchError."""
-    from bench.sweep.study import recover, study_id
-
     ctx = multiprocessing.get_context(START_METHOD)
     envs = gpu_env(workers)
     threads = cpu_threads(workers, envs)
@@ -304,8 +302,6 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
 
 def _requeued_from(storage: BaseStorage, sid: int, pids: set[int]) -> list[int]:
     """Trials of these workers that were stopped and wait to run again."""
-    from bench.sweep.study import superseded
-
     trials = storage.get_all_trials(sid, deepcopy=False)
     again = superseded([t for t in trials if t.state == TrialState.WAITING])
     host = socket.gethostname()
