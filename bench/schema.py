@@ -1,7 +1,7 @@
 """The run record's names: every file of a run folder, every summary.json field and every CSV
 column, each field with its unit and meaning.
 
-bench.record writes the record, the sweep, the report, `bench figures` and W&B read it; all of
+bench.record writes the record; the sweep, the report, `bench figures` and W&B read it. All of
 them spell a file, field or column through the names here, so a rename happens in one place.
 README "The run record" shows the tables `markdown_table` renders from the field lists below
 (tests/test_readme.py checks that they are equal). Plain data: importing it imports nothing else.
