@@ -1,4 +1,5 @@
-"""The README's Python blocks run as written (a user copies them first)."""
+"""The README's Python blocks run as written (a user copies them first), and its run-record
+section documents exactly the files and fields of bench.schema."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench import schema
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"),
@@ -52,3 +55,26 @@ def test_method_doc_python_blocks_run(tmp_path):
         run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-3000:]
+
+
+def run_record_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## The run record\n")
+    return text[start:text.index("\n## ", start)]
+
+
+def test_readme_run_record_tables_are_the_schema():
+    # equal tables, in order: every field bench reads or writes is documented, and nothing else
+    tables = re.findall(r"(?:^\|.*\n)+", run_record_section(), flags=re.M)
+    expected = [(schema.PROVENANCE_FIELDS, "field"), (schema.METRICS_FIELDS, "column"),
+                (schema.LAYERS_FIELDS, "column"), (schema.GRADS_FIELDS, "column"),
+                (schema.SUMMARY_FIELDS, "field"), (schema.EVAL_FIELDS, "field")]
+    assert tables == [schema.markdown_table(fields, what) + "\n" for fields, what in expected]
+
+
+def test_readme_run_record_names_every_file():
+    section = run_record_section()
+    named = set(re.findall(r"`([\w.]+\.(?:json|csv|ckpt))`", section))
+    assert named == {*schema.RECORD_FILES, schema.LAST_CKPT, schema.BEST_CKPT}
+    assert f"`{schema.EVALS_DIR}/<eval_id>/`" in section
+    assert f"`results/<study>/{schema.RUNS_DIR}/<run_id>/`" in section
