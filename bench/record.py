@@ -158,14 +158,19 @@ def mark_summary(folder: str | Path | None, status: str, error: str) -> None:
 
 
 def write_failure_summary(folder: Path, *, study: str, trial: int | None, config: dict[str, Any],
-                          error: str) -> None:
+                          error: str, traceback: str | None = None) -> None:
     """A run that failed before its record started (e.g. a bad value in a sweep trial's grid
     point) still leaves summary.json, so reports see it; `config` holds the requested keys only.
-    What an existing summary already says is kept, but its status becomes failed."""
+    A run that recorded its own failure keeps its summary; a bug's `traceback` is added to it."""
     folder = Path(folder)
+    summary = read_summary(folder)
+    if summary.get(schema.STATUS) in (None, schema.RUNNING):
+        base = {schema.RUN_ID: folder.name, schema.STUDY: study, schema.TRIAL: trial,
+                schema.CONFIG: config}
+        summary = {**base, **summary, schema.STATUS: schema.FAILED, schema.ERROR: error}
+    elif traceback is None:
+        return  # the run recorded its failure itself
+    if traceback is not None:
+        summary[schema.TRACEBACK] = traceback
     folder.mkdir(parents=True, exist_ok=True)
-    base = {schema.RUN_ID: folder.name, schema.STUDY: study, schema.TRIAL: trial,
-            schema.CONFIG: config}
-    write_json_atomic(folder / schema.SUMMARY_FILE, {**base, **read_summary(folder),
-                                                     schema.STATUS: schema.FAILED,
-                                                     schema.ERROR: error})
+    write_json_atomic(folder / schema.SUMMARY_FILE, summary)

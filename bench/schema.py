@@ -19,6 +19,7 @@ class Field:
     name: str
     unit: str
     doc: str
+    always: bool = True  # False: only some records have it (see doc)
 
 
 # ---- the folders and files ----------------------------------------------------------------
@@ -49,6 +50,7 @@ STUDY = "study"
 TRIAL = "trial"
 STATUS = "status"
 ERROR = "error"
+TRACEBACK = "traceback"
 TEST_ACC = "test_acc"
 TEST_LOSS = "test_loss"
 VAL_ACC = "val_acc"
@@ -91,6 +93,8 @@ SUMMARY_FIELDS = (
                       "sweep's pruner) or `interrupted` (its sweep worker was stopped: it runs "
                       "again)"),
     Field(ERROR, "", "one-line error of a run that did not complete, else null"),
+    Field(TRACEBACK, "", "a sweep trial that failed on a bug (not a user error): the full Python "
+                         "traceback; absent otherwise", always=False),
     Field(TEST_ACC, FRACTION, "top-1 accuracy on the test set"),
     Field(TEST_LOSS, "nats", "mean cross-entropy on the test set"),
     Field(VAL_ACC, FRACTION, "top-1 accuracy at the last validation epoch"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import json
 import math
 import sys
 import traceback
@@ -17,6 +16,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.record import write_failure_summary
+from bench.schema import METRICS_FILE
 from bench.sweep.attrs import replicate_values, set_headline
 from bench.sweep.spec import SUMMARY_METRICS, SweepSpec
 
@@ -131,7 +132,7 @@ def metric_value(name: str, summary: dict[str, Any], run_dir: Path) -> float:
             value = summary.get(name)
         else:
             value = None
-            with open(Path(run_dir) / "metrics.csv", newline="") as f:
+            with open(Path(run_dir) / METRICS_FILE, newline="") as f:
                 for row in csv.DictReader(f):
                     if row.get(name) not in (None, ""):
                         value = float(row[name])
@@ -181,33 +182,10 @@ def _failed(exc: BaseException, spec: SweepSpec, number: int, params: dict[str, 
 
 def failure_record(run_dir: Path, spec: SweepSpec, number: int, params: dict[str, Any],
                    error: str, trace: str | None = None) -> None:
-    """A trial that failed before its run started (e.g. a bad value in its grid point) still
-    leaves summary.json, so reports see it; `config` holds the requested keys only. A bug's
-    traceback is kept beside the error (execute's own record has only the one line)."""
-    from bench.record import write_json_atomic
-
-    summary = read_summary(run_dir)
-    if summary.get("status") in (None, "running"):
-        base = {"run_id": run_dir.name, "study": spec.name, "trial": number,
-                "config": {**spec.fixed, **params}}
-        summary = {**base, **summary, "status": "failed", "error": error}
-    elif trace is None:
-        return  # execute recorded the failure
-    if trace is not None:
-        summary["traceback"] = trace
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "summary.json", summary)
-
-
-def read_summary(run_dir: str | Path | None) -> dict[str, Any]:
-    """A run's summary.json; {} when missing, unreadable or not an object."""
-    if not run_dir:
-        return {}
-    try:
-        data = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """A trial that failed before its run started still leaves summary.json (reports see it);
+    a bug's traceback is kept beside the error (execute's own record has only the one line)."""
+    write_failure_summary(run_dir, study=spec.name, trial=number, config={**spec.fixed, **params},
+                          error=error, traceback=trace)
 
 
 def _free_memory() -> None:

@@ -22,7 +22,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
@@ -30,9 +30,11 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import BenchError
+from bench.record import mark_summary, read_summary
+from bench.schema import COMPLETED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR, STATUS
 from bench.sweep.attrs import enqueue_args, name_metric
 from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted_error,
-                                   make_sampler, metric_value, one_line, read_summary)
+                                   make_sampler, metric_value, one_line)
 from bench.sweep.spec import SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
 
@@ -156,10 +158,8 @@ def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry
                                   max_retry)
         if again:
             requeued.append(t.number)
-        summary = read_summary(t.user_attrs.get("run_dir"))
-        if summary:  # its summary.json would say "running" forever
-            mark_record(Path(t.user_attrs["run_dir"]), summary,
-                        "interrupted" if again else "failed", why)
+        # its summary.json would say "running" forever
+        mark_summary(t.user_attrs.get("run_dir"), INTERRUPTED if again else FAILED, why)
     return requeued
 
 
@@ -208,8 +208,8 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
     tid = _tid(storage, sid, t.number)
     run_dir = t.user_attrs.get("run_dir")
     summary = read_summary(run_dir)
-    status = summary.get("status")
-    if status == "completed":  # the worker died between its record and telling the study
+    status = summary.get(STATUS)
+    if status == COMPLETED:  # the worker died between its record and telling the study
         try:
             value = metric_value(spec.metric, summary, Path(run_dir))
         except (OSError, MetricMissing) as exc:
@@ -217,21 +217,11 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
             return False
         _finish(storage, tid, TrialState.COMPLETE, values=[value])
         return False
-    if status in ("failed", "pruned") and not interrupted_error(summary.get("error")):
-        state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
-        _finish(storage, tid, state, error=summary.get("error"))
+    if status in (FAILED, PRUNED) and not interrupted_error(summary.get(ERROR)):
+        state = TrialState.PRUNED if status == PRUNED else TrialState.FAIL
+        _finish(storage, tid, state, error=summary.get(ERROR))
         return False
     return _finish(storage, tid, TrialState.FAIL, error=why)
-
-
-def mark_record(run_dir: Path, summary: dict[str, Any], status: str, error: str) -> None:
-    """Set a stopped run's record status (it keeps what it measured so far)."""
-    from bench.record import write_json_atomic
-
-    try:
-        write_json_atomic(run_dir / "summary.json", {**summary, "status": status, "error": error})
-    except OSError:  # e.g. the disk is still full: the next sweep settles it again
-        pass
 
 
 def _finish(storage: BaseStorage, tid: int, state: TrialState, *, error: str | None = None,
@@ -305,7 +295,7 @@ def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJo
     frozen = storage.get_trial(tid)
     storage.set_trial_system_attr(tid, OWNER, owner_info(frozen.number))
     run_id = f"trial-{first_number(frozen):04d}"  # a retry continues its first attempt's folder
-    run_dir = (Path(job.results) / spec.name / "runs" / run_id).absolute()  # for any cwd
+    run_dir = (Path(job.results) / spec.name / RUNS_DIR / run_id).absolute()  # for any cwd
     for key, value in (("run_dir", str(run_dir)), ("error", None), ("run_id", run_id)):
         storage.set_trial_user_attr(tid, key, value)
     study.sampler = make_sampler(spec, frozen.number)
@@ -342,8 +332,6 @@ def _requeue_stopped(study: optuna.Study, storage: BaseStorage, tid: int, run_di
                      why: str) -> None:
     """A trial we stopped is not a failed one: its record says "interrupted" and it runs again
     (with a full disk these writes may fail: the parent or the next sweep settles it)."""
-    summary = read_summary(run_dir)
-    if summary:
-        mark_record(run_dir, summary, "interrupted", why)
+    mark_summary(run_dir, INTERRUPTED, why)
     if _finish(storage, tid, TrialState.FAIL, error=why):
         requeue(study, storage.get_trial(tid), max_retry=None)
