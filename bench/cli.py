@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench.run import main_run
 
     return main_run(config_file=args.config, sets=args.set, results=args.results,
-                    resume=args.resume)
+                    resume=args.resume, plugins=args.plugin)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -84,6 +84,12 @@ def one_line(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
 
 
+def _plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", metavar="FILE.py",
+                        help="a Python file that registers architectures, estimators, neurons, "
+                        "data sets or energy models (repeatable; recorded in the config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bench",
@@ -98,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", help="results root (default results/)")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from RUN_DIR/last.ckpt (its own config)")
+    _plugin_option(r)
     r.set_defaults(func=_run)
 
     ev = sub.add_parser("eval", help="measure a trained model again (accuracy, spikes, energy)")
@@ -106,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key that does not change the network")
     ev.add_argument("--split", choices=("test", "val"), default="test")
+    _plugin_option(ev)
     ev.set_defaults(func=_eval)
 
     s = sub.add_parser("sweep", help="an Optuna sweep described by a W&B-schema YAML file")
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
     s.add_argument("--storage", help="optuna storage URL (default: journal file in results/)")
     s.add_argument("--results", help="results root (default results/)")
+    _plugin_option(s)
     s.set_defaults(func=_sweep)
 
     st = sub.add_parser("status", help="the trial table of a sweep")
@@ -153,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also time the models with all run probes attached (overhead)")
     pf.add_argument("--no-baselines", action="store_true",
                     help="skip the ANN and spikingjelly SEW-ResNet18 baselines")
+    _plugin_option(pf)
     pf.set_defaults(func=_perf)
     return p
 
@@ -165,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if getattr(args, "plugin", None):
+            from bench.plugins import load_plugins
+
+            load_plugins(args.plugin)  # before any name is checked
         return int(func(args) or 0)
     except BenchError as exc:
         print(f"bench {args.verb}: error: {one_line(str(exc))}", file=sys.stderr)

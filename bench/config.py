@@ -16,13 +16,10 @@ from typing import Any, Mapping
 import yaml
 
 from bench.errors import BenchError
+from bench.neurons.settings import NeuronSettingError, NeuronSettings
 
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10dvs", "fake")
-FAKE_LIKE = ("cifar10", "cifar100", "cifar10dvs")
-ESTIMATORS = ("sigmoid", "ste", "ste_clipped")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "none")
-ROUNDINGS = ("floor", "round")
 WANDB_MODES = ("offline", "online", "disabled")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 CHECKPOINTS = ("both", "last", "best", "none")  # last.ckpt (resume) and/or best.ckpt (by val/acc)
@@ -30,11 +27,11 @@ CHECKPOINTS = ("both", "last", "best", "none")  # last.ckpt (resume) and/or best
 # rounding...), its timesteps (T), its input (dataset, image_size). `bench eval` refuses to change
 # them; everything else (energy model, probes, batch size, limits, hardware, the gradient-only
 # estimator settings) can be changed when a trained model is measured again.
-NETWORK_KEYS = ("dataset", "arch", "T", "N", "threshold", "learnable_threshold", "rounding",
-                "image_size")
+NETWORK_KEYS = ("dataset", "arch", "T", "neuron", "N", "threshold", "learnable_threshold",
+                "rounding", "output_scale", "stem", "shortcut", "image_size")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # the largest values a run accepts, checked before anything is allocated (README, "Limits")
-MAXIMA = {"T": 256, "N": 256, "image_size": 1024, "batch_size": 65536, "epochs": 100000,
+MAXIMA = {"T": 256, "image_size": 1024, "batch_size": 65536, "epochs": 100000,
           "num_workers": 256, "grad_every": 10**9}
 MAX_SEED = 2**32 - 1  # numpy, torch and Optuna seeds are uint32
 # study and run_id name folders under results/: a plain name, no path
@@ -44,19 +41,29 @@ MAX_YAML_BYTES = 1_000_000  # config and sweep files
 MAX_YAML_DEPTH = 32  # nesting levels of a config or sweep file (a sweep needs 4)
 
 
+_NEURON = NeuronSettings()  # the neuron keys' defaults, declared once (bench.neurons.settings)
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    # what to train
+    # what to train (dataset, arch, neuron: registered names, README "Plugins")
     dataset: str = "digits"
     arch: str = "sparse_resnet18"
-    T: int = 1  # timesteps
-    N: int = 4  # spike levels per timestep (1 = binary)
-    estimator: str = "sigmoid"  # ordinary neurons' gradient estimator
-    barrier_estimator: str = "ste"  # barrier neurons' gradient estimator (Sparse-ResNet)
-    alpha: float = 4.0  # sigmoid surrogate sharpness
-    threshold: float = 1.0
-    learnable_threshold: bool = False
-    rounding: str = "floor"
+    T: int | None = 1  # timesteps; null for an ANN architecture (one pass, no time)
+    stem: str = "cifar"  # ResNet stem: cifar (3x3 stride 1) or imagenet (7x7 stride 2 + max-pool)
+    shortcut: str = "conv"  # ResNet downsampling shortcut: conv (strided 1x1) or conv_pool
+    # the neurons: fields of bench.neurons.NeuronSettings, which declares and checks them
+    neuron: str = _NEURON.neuron
+    N: int | None = _NEURON.N  # null for an ANN architecture
+    threshold: float = _NEURON.threshold
+    estimator: str = _NEURON.estimator
+    barrier_estimator: str = _NEURON.barrier_estimator
+    alpha: float = _NEURON.alpha
+    learnable_threshold: bool = _NEURON.learnable_threshold
+    rounding: str = _NEURON.rounding
+    output_scale: str = _NEURON.output_scale
+    backend: str = _NEURON.backend
+    plugins: tuple[str, ...] = ()  # Python files that register architectures, estimators...
     # data
     data_root: str = "data"
     download: bool = False
@@ -109,7 +116,22 @@ class RunConfig:
         return 0.08 if self.optimizer == "sgd" else 1e-3
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["plugins"] = list(self.plugins)  # JSON and YAML have lists, not tuples
+        return out
+
+    @property
+    def spiking(self) -> bool:
+        """Whether `arch` is a spiking architecture (an ANN has T = N = None)."""
+        return self.N is not None
+
+    def neuron_settings(self) -> NeuronSettings | None:
+        """The neurons' settings; None for an ANN (NeuronSettingError naming a bad field)."""
+        return NeuronSettings.from_mapping(self.to_dict()) if self.spiking else None
+
+    def tag(self) -> str:
+        """Timesteps and levels as run ids and W&B names show them: T1N4, or ANN."""
+        return f"T{self.T}N{self.N}" if self.spiking else "ANN"
 
     def energy_settings(self):
         """The run's bench.energy.EnergySettings (ValueError naming a bad value)."""
@@ -125,19 +147,16 @@ class RunConfig:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS,
-    "fake_like": FAKE_LIKE,
-    "estimator": ESTIMATORS,
-    "barrier_estimator": ESTIMATORS,
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
-    "rounding": ROUNDINGS,
     "wandb": WANDB_MODES,
     "precision": PRECISIONS,
     "checkpoint": CHECKPOINTS,
     "accelerator": ACCELERATORS,
 }
-POSITIVE = ("T", "N", "epochs", "batch_size", "grad_every", "image_size")
+# keys whose values an architecture declares (registry metadata `options`), e.g. ResNet's stem
+ARCH_OPTIONS = ("stem", "shortcut")
+POSITIVE = ("epochs", "batch_size", "grad_every", "image_size")
 NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed", "fake_images")
 
 
@@ -178,54 +197,71 @@ def coerce(key: str, value: Any) -> Any:
     if key not in keys():
         raise BenchError(f"unknown config key {short(key)}; known keys: {', '.join(keys())}")
     kind = _field_type(key)
-    if isinstance(value, str) and "str" not in kind.split("|")[0]:
+    base = kind.split("|")[0].strip()  # "int | None" -> "int"
+    if isinstance(value, str) and ("str" not in base or value.lstrip().startswith("[")):
         value = parse_value(key, value)
     try:
         if value is None and "None" in kind:
             return None
-        if kind == "bool":
+        if base == "bool":
             if isinstance(value, bool):
                 return value
             raise ValueError
-        if kind == "int":
+        if base == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
-        if kind.startswith("float"):
+        if base == "float":
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        if kind == "str":
+        if base == "str":
             if isinstance(value, (dict, list)) or value is None:
                 raise ValueError
             return str(value)
+        if base.startswith("tuple"):  # a list of strings, or one string
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+                raise ValueError
+            return tuple(items)
     except (TypeError, ValueError, OverflowError):
         pass
     raise BenchError(f"config key '{key}': {short(value)} is not a valid {kind}")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    from bench.models import names as model_names  # late: models import torch
+    from bench.data import DATASETS  # late: the registries import torch
+    from bench.models import ARCHITECTURES
 
-    allowed = dict(CHOICES, arch=tuple(model_names()))
-    for key, options in allowed.items():
+    for key, options in CHOICES.items():
         value = getattr(cfg, key)
         if value not in options:
             raise BenchError(f"config key '{key}': {value!r} is not one of {', '.join(options)}")
+    for registry in (DATASETS, ARCHITECTURES):
+        if getattr(cfg, registry.key) not in registry:
+            raise BenchError(registry.unknown(getattr(cfg, registry.key)))
+    _check_architecture(cfg, ARCHITECTURES)
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be >= 1")
     for key in NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be >= 0")
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "threshold"):
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if not getattr(cfg, key) > 0:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be > 0")
     if 0 < cfg.fake_images < 100:  # validation needs an image of each of 10 classes (DVS's 9:1)
         raise BenchError(f"config key 'fake_images': {cfg.fake_images} must be 0 or >= 100")
+    if cfg.fake_like not in DATASETS.names_with("fakeable"):
+        raise BenchError(f"config key 'fake_like': {cfg.fake_like!r} is not one of "
+                         f"{', '.join(DATASETS.names_with('fakeable'))}")
     if cfg.lr is not None and not cfg.lr > 0:
         raise BenchError(f"config key 'lr': {cfg.lr!r} must be > 0")
     _check_limits(cfg)
+    try:
+        cfg.neuron_settings()
+    except NeuronSettingError as exc:
+        raise BenchError(f"config key '{exc.key}': {exc.detail}") from None
 
     from bench.energy import EnergySettingError  # late: bench.energy imports torch
 
@@ -236,6 +272,27 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _check_architecture(cfg: RunConfig, architectures: Any) -> None:
+    """T and N exist for a spiking architecture only; other keys an architecture declares in
+    its `options` (ResNet's stem and shortcut) keep their default elsewhere."""
+    if cfg.spiking != bool(architectures.meta(cfg.arch, "spiking")):
+        raise BenchError(f"config key 'N': an {'ANN' if cfg.N is None else 'SNN'} setting for "
+                         f"arch {cfg.arch}")  # build_config sets both: a caller bypassed it
+    if cfg.spiking:
+        if cfg.T is None or not 1 <= cfg.T <= MAXIMA["T"]:
+            raise BenchError(f"config key 'T': {cfg.T!r} must be an integer from 1 to "
+                             f"{MAXIMA['T']} for the spiking arch {cfg.arch}")
+    options = architectures.meta(cfg.arch, "options", {})
+    for key in ARCH_OPTIONS:
+        value, default = getattr(cfg, key), getattr(RunConfig, key)
+        if key in options and value not in options[key]:
+            raise BenchError(f"config key '{key}': {value!r} is not one of "
+                             f"{', '.join(options[key])}")
+        if key not in options and value != default:
+            raise BenchError(f"config key '{key}': {value!r} does not apply to arch {cfg.arch} "
+                             f"(only {default!r})")
+
+
 def _check_limits(cfg: RunConfig) -> None:
     """Finite floats, ints within their stated maxima, safe names, folders that are folders."""
     for f in fields(RunConfig):
@@ -243,7 +300,7 @@ def _check_limits(cfg: RunConfig) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise BenchError(f"config key '{f.name}': {value!r} must be a finite number")
     for key, most in MAXIMA.items():
-        if getattr(cfg, key) > most:
+        if getattr(cfg, key) is not None and getattr(cfg, key) > most:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)} is over the maximum {most}")
     if cfg.seed > MAX_SEED:
         raise BenchError(f"config key 'seed': {cfg.seed} is over the maximum {MAX_SEED} "
@@ -257,12 +314,35 @@ def _check_limits(cfg: RunConfig) -> None:
 
 
 def build_config(*layers: Mapping[str, Any]) -> RunConfig:
-    """Defaults, then each mapping of overrides in order; validated."""
+    """Defaults, then each mapping of overrides in order; plugins loaded, then validated.
+
+    T and N of an ANN architecture are set to None whatever the layers say (they do not apply:
+    a sweep may cross ANN and SNN architectures with N)."""
+    from bench.models import ARCHITECTURES  # late: the registries import torch
+    from bench.plugins import load_plugins
+
     values = RunConfig().to_dict()
     for layer in layers:
         for key, value in layer.items():
             values[key] = coerce(key, value)
+    load_plugins(values["plugins"])  # before validation: they register names the config uses
+    values["plugins"] = tuple(values["plugins"])
+    if values["arch"] in ARCHITECTURES and not ARCHITECTURES.meta(values["arch"], "spiking"):
+        values.update(T=None, N=None)
+    elif values["N"] is None:
+        values["N"] = _NEURON.N  # an ANN's config reused for a spiking arch
+    if values["T"] is None and values["N"] is not None:
+        values["T"] = RunConfig.T
     return validate(RunConfig(**values))
+
+
+def plugin_layer(layers: list[Mapping[str, Any]], files: list[str] | None) -> dict[str, Any]:
+    """A last config layer adding `files` (--plugin) to the plugins the layers list."""
+    if not files:
+        return {}
+    listed = next((coerce("plugins", layer["plugins"]) for layer in reversed(layers)
+                   if "plugins" in layer), ())
+    return {"plugins": tuple(dict.fromkeys([*listed, *files]))}
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:

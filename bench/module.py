@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from bench import schema
 from bench.config import RunConfig, keys
-from bench.models import build_model
+from bench.models import ARCHITECTURES, build_model
 
 SPLITS = ("train", "val", "test")
 
@@ -42,12 +42,9 @@ class SpikingClassifier(L.LightningModule):
         # (bench.tracking), not a second nested copy as config.<key>
         self.save_hyperparameters({"config": cfg.to_dict(), "num_classes": num_classes,
                                    "in_channels": in_channels}, logger=False)
-        self.model = build_model(
-            cfg.arch, num_classes=num_classes, in_channels=in_channels, T=cfg.T, N=cfg.N,
-            estimator=cfg.estimator, barrier_estimator=cfg.barrier_estimator, alpha=cfg.alpha,
-            threshold=cfg.threshold, learnable_threshold=cfg.learnable_threshold,
-            rounding=cfg.rounding,
-        )
+        options = {k: getattr(cfg, k) for k in ARCHITECTURES.meta(cfg.arch, "options", {})}
+        self.model = build_model(cfg.arch, num_classes=num_classes, in_channels=in_channels,
+                                 T=cfg.T, neurons=cfg.neuron_settings(), **options)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # ModuleDict keys can't be "train" (nn.Module.train), hence the split_ prefix

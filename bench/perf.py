@@ -7,8 +7,8 @@ same architecture, and spikingjelly's own SEW-ResNet18 (binary IFNode, sigmoid s
 stem) at T = T x N, N = 1: the same number of levels per neuron ([T=1, N=4] vs [T=4, N=1]).
 
 Variants (`--variants`, side by side, each with its own baselines): "eager" (every op its own
-kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/multilevel.py, as a run uses them),
-"compiled" (torch.compile of the whole eager model).
+kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/fused.py, at the default backend
+"auto" as a run uses them), "compiled" (torch.compile of the whole eager model).
 """
 
 from __future__ import annotations
@@ -30,16 +30,15 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import build_model, names
-from bench.neurons import multilevel
+from bench.models import ARCHITECTURES, build_model, is_spiking, names
+from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
 
 NUM_CLASSES = 10
 MAX_IN_CHANNELS = 64
 MAX_STEPS = 10000
 MAX_INPUT_VALUES = 64 * 3 * 256 * 256  # one input batch; activations are ~100x this
 SJ_NAME = "spikingjelly sew_resnet18"
-ANN_OF = {"resnet18": "ann_resnet18", "vgg16": "ann_vgg16"}  # architecture -> its ANN baseline
-VARIANTS = {"eager": "off", "fused": "auto", "compiled": "off"}  # variant -> neuron kernel mode
+VARIANTS = {"eager": "torch", "fused": "auto", "compiled": "torch"}  # variant -> neuron backend
 MIN_STEPS = 5  # fewer timed steps: a warning (a median of 2-4 noisy samples is not a figure)
 
 
@@ -105,7 +104,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     for m in models:
         if m not in names():
             raise BenchError(f"--models: unknown architecture '{m}'; known: {', '.join(names())}")
-    for key in ("T", "N", "batch_size", "image_size", "in_channels", "steps"):
+    try:
+        NeuronSettings(N=args.N)
+    except NeuronSettingError as exc:
+        raise BenchError(f"--N: {exc.detail}") from None
+    for key in ("T", "batch_size", "image_size", "in_channels", "steps"):
         if getattr(args, key) < 1:
             raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 1")
     if args.warmup < 0:
@@ -113,7 +116,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     from bench.config import MAXIMA
 
     # the run's stated maxima (README "Limits"), checked before any tensor is allocated
-    most = {"T": MAXIMA["T"], "N": MAXIMA["N"], "batch_size": MAXIMA["batch_size"],
+    most = {"T": MAXIMA["T"], "batch_size": MAXIMA["batch_size"],
             "image_size": MAXIMA["image_size"], "in_channels": MAX_IN_CHANNELS,
             "steps": MAX_STEPS, "warmup": MAX_STEPS}
     for key, limit in most.items():
@@ -201,16 +204,19 @@ def time_with_probes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, warm
 
 
 def _ours(name: str, args: argparse.Namespace, role: str) -> Entry:
-    model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels, T=args.T,
-                        N=args.N)
-    return Entry(name, role, model.T, model.levels, _family(name), model)
+    spiking = is_spiking(name)
+    model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels,
+                        T=args.T if spiking else None,
+                        neurons=NeuronSettings(N=args.N) if spiking else None)
+    return Entry(name, role, model.T, model.N, _family(name), model)
 
 
 def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
     entries = [_ours(m, args, "model") for m in models]
     if args.no_baselines:
         return entries
-    for ann in dict.fromkeys(ANN_OF[_family(m)] for m in models if _family(m) in ANN_OF):
+    twins = (ARCHITECTURES.meta(m, "ann") for m in models)  # each model's ANN baseline
+    for ann in dict.fromkeys(t for t in twins if t):
         if ann not in models:
             entries.append(_ours(ann, args, "baseline"))
     sj = SpikingJellySEWResNet18(NUM_CLASSES, args.in_channels, T=args.T * args.N)
@@ -219,8 +225,8 @@ def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
 
 
 def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.device) -> list[Entry]:
-    """Per variant: copy, move, format and compile the models, build their steps in the
-    variant's neuron kernel mode; add "with probes" twins."""
+    """Per variant: copy, move and format the models, set their neurons' backend for the
+    variant, compile them, build their steps; add "with probes" twins."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.randn(args.batch_size, args.in_channels, args.image_size, args.image_size,
                     device=device).contiguous(memory_format=fmt)
@@ -231,34 +237,21 @@ def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.devic
             e = copy.copy(base)
             e.variant, e.times = variant, []
             e.model = copy.deepcopy(base.model).to(device=device, memory_format=fmt)
+            set_backend(e.model, VARIANTS[variant])
             twin = None
             if args.probes and e.role == "model":
                 twin = copy.copy(e)
                 twin.probe_of, twin.times = e.name, []
                 twin.model = _compiled(copy.deepcopy(e.model), variant)
-                twin.step = _in_mode(probed_step(twin.model, x, y, bf16=args.bf16), variant)
+                twin.step = probed_step(twin.model, x, y, bf16=args.bf16)
             e.model = _compiled(e.model, variant)
-            e.step = _in_mode(make_step(e.model, x, y, args.bf16), variant)
+            e.step = make_step(e.model, x, y, args.bf16)
             out += [e] if twin is None else [e, twin]
     return out
 
 
 def _compiled(model: nn.Module, variant: str) -> nn.Module:
     return torch.compile(model) if variant == "compiled" else model
-
-
-def _in_mode(step: Callable[[], None], variant: str) -> Callable[[], None]:
-    """`step` with MultiLevelIF's kernel mode set for the variant (it is process-wide)."""
-    mode = VARIANTS[variant]
-
-    def run() -> None:
-        previous = multilevel.set_fused_kernels(mode)
-        try:
-            step()
-        finally:
-            multilevel.set_fused_kernels(previous)
-
-    return run
 
 
 def _time(entries: list[Entry], warmup: int, steps: int, device: torch.device) -> None:
@@ -307,7 +300,7 @@ def _table(entries: list[Entry]) -> pd.DataFrame:
             "vs eager": _paired_ratio(e, eager.get(e.name)),
             "probes ms/step": 1e3 * statistics.median(twin.times) if twin else float("nan"),
         })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"T": "Int64", "N": "Int64"})  # an ANN's are blank
     if "vs eager" in table and set(table["variant"]) == {"eager"}:
         table = table.drop(columns="vs eager")  # 1.0 everywhere says nothing
     return table.dropna(axis="columns", how="all")  # e.g. no --probes, no baselines

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import lightning as L
 
 from bench import schema
-from bench.config import RunConfig, build_config, load_yaml, parse_sets
+from bench.config import RunConfig, build_config, load_yaml, parse_sets, plugin_layer
 from bench.errors import BenchError
 from bench.record import RunRecord, run_dir
 
@@ -25,7 +25,7 @@ SUMMARY_TABLE_KEYS = (schema.TEST_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
 
 def new_run_id(cfg: RunConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.arch}-T{cfg.T}N{cfg.N}-s{cfg.seed}-{stamp}-{secrets.token_hex(2)}"
+    return f"{cfg.arch}-{cfg.tag()}-s{cfg.seed}-{stamp}-{secrets.token_hex(2)}"
 
 
 def _limit(value: float) -> float | int:
@@ -227,14 +227,15 @@ def _print_summary(summary: dict, path: Path) -> None:
 
 
 def main_run(config_file: str | None = None, sets: list[str] | None = None,
-             results: str | None = None, resume: str | None = None) -> int:
+             results: str | None = None, resume: str | None = None,
+             plugins: list[str] | None = None) -> int:
     trial = None
     if resume:
         from bench.checkpoint import resume_config
 
-        if config_file or sets or results:
+        if config_file or sets or results or plugins:
             raise BenchError("--resume continues the run with its own config.json: "
-                             "no --config, --set or --results with it")
+                             "no --config, --set, --results or --plugin with it")
         cfg, trial = resume_config(resume)
     else:
         layers: list[dict[str, Any]] = []
@@ -243,7 +244,7 @@ def main_run(config_file: str | None = None, sets: list[str] | None = None,
         layers.append(parse_sets(sets))
         if results:
             layers.append({"results": results})
-        cfg = build_config(*layers)
+        cfg = build_config(*layers, plugin_layer(layers, plugins))
     if not cfg.run_id:
         cfg = cfg.replace(run_id=new_run_id(cfg))
     if not resume and run_dir(cfg).exists():  # another run's record (a sweep trial's, ...)

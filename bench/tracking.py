@@ -39,7 +39,7 @@ def wandb_mode(cfg: RunConfig) -> str:
 
 def run_name(cfg: RunConfig, trial: int | None = None) -> str:
     """'avalanche/sew_resnet18-T1N4-seed0' (a sweep trial ends in '-t0003': unique in its study)."""
-    name = f"{cfg.study}/{cfg.arch}-T{cfg.T}N{cfg.N}-seed{cfg.seed}"
+    name = f"{cfg.study}/{cfg.arch}-{cfg.tag()}-seed{cfg.seed}"
     return name if trial is None else f"{name}-t{trial:04d}"
 
 
@@ -49,8 +49,9 @@ def run_tags(cfg: RunConfig) -> list[str]:
 
 
 def run_notes(cfg: RunConfig) -> str:
-    return (f"{cfg.arch} on {cfg.dataset}, T={cfg.T}, N={cfg.N}, estimator {cfg.estimator} "
-            f"(barrier {cfg.barrier_estimator}), {cfg.optimizer} lr {cfg.resolved_lr():g}, "
+    neurons = (f"T={cfg.T}, N={cfg.N}, estimator {cfg.estimator} (barrier "
+               f"{cfg.barrier_estimator})" if cfg.spiking else "ANN")
+    return (f"{cfg.arch} on {cfg.dataset}, {neurons}, {cfg.optimizer} lr {cfg.resolved_lr():g}, "
             f"{cfg.epochs} epochs, seed {cfg.seed}; run record "
             f"{Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id}")
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bench.energy import EnergyCounter, EnergySettingError, EnergySettings, estimate, price
 from bench.energy.costs import sram_pj
 from bench.energy.probe import EnergyProbe
-from bench.neurons import MultiLevelIF
+from bench.neurons import MultiLevelIF, NeuronSettings
 
 # spike counts z of image 0 (image 1 is all zeros); N = 4, so the input is y = z / 4
 Z = [[0, 1, 0, 2],
@@ -36,7 +36,7 @@ class TinySNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
-        self.sn = MultiLevelIF(levels=4, step_mode="m")
+        self.sn = MultiLevelIF(N=4, step_mode="m")
         self.fc = nn.Linear(32, 3)
         with torch.no_grad():  # centre taps only: channel 0 passes y, channel 1 passes y / 2
             self.conv.weight.zero_()
@@ -159,7 +159,7 @@ def _if_node():
 
 
 def _multilevel():
-    return MultiLevelIF(levels=1, threshold=0.4, step_mode="s")
+    return MultiLevelIF(N=1, threshold=0.4, step_mode="s")
 
 
 @pytest.mark.parametrize("net_name", sorted(NETS))
@@ -209,7 +209,7 @@ class TwoLayer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc1 = nn.Linear(4, 2)
-        self.sn = MultiLevelIF(levels=4, step_mode="m")
+        self.sn = MultiLevelIF(N=4, step_mode="m")
         self.fc2 = nn.Linear(2, 3, bias=False)
         with torch.no_grad():
             self.fc1.weight.copy_(torch.tensor([[0.0, 1, 0, 0], [0, 0, 1, 0]]))
@@ -252,7 +252,7 @@ def test_sew_sum_counts_values_and_static_first_layer_once():
     # N = 1: a residual sum of two binary maps holds 2s; the lab counts the next layer's input
     # by value even under event counting (a 2 is two spikes)
     net = nn.Sequential(nn.Linear(3, 2))
-    net.levels, net.is_spiking = 1, True
+    net.N, net.is_spiking = 1, True
     report = estimate(net, torch.tensor([[1.0, 2.0, 0.0]]))
     assert report.counts["0"]["events"] == 3 and report.counts["0"]["synaptic_ops"] == 6
 
@@ -261,7 +261,7 @@ def test_sew_sum_counts_values_and_static_first_layer_once():
     from bench.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("sew_resnet18", num_classes=3, in_channels=1, T=2, N=2).eval()
+    model = build_model("sew_resnet18", num_classes=3, in_channels=1, T=2, neurons=NeuronSettings(N=2)).eval()
     images = torch.rand(2, 1, 8, 8)
     once, per_step = (estimate(model, images, static_input_once=s) for s in (True, False))
     stem = next(n for n, c in once.counts.items() if c.get("dense_macs"))
@@ -300,7 +300,7 @@ def test_analog_first_layer_and_ann_count_dense_macs():
     assert r.counts["conv"]["dense_macs"] == 288 and "synaptic_ops" not in r.counts["conv"]
     # ANN: every layer dense, every activation written: 288 + 3*32 = 384 MACs per image
     ann = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
-    ann.levels, ann.is_spiking = 0, False
+    ann.N, ann.is_spiking = None, False
     simple = estimate(ann, torch.randn(3, 1, 4, 4), model_name="simple")
     # arith 384 * 3.2 = 1228.8; weights 384 * 10, bias 35 * 10, output writes 35 * 10
     assert simple.total_uj == pytest.approx((1228.8 + 3840 + 350 + 350) * 1e-6, rel=1e-12)
@@ -313,7 +313,7 @@ def test_pooled_input_is_dense_for_lemaire_and_averaged_for_simple():
     # after global average pooling N*y is a mean spike count (1.5 and 1): off the spike grid, so
     # the Lemaire model multiplies (2 x 3 MACs); `simple` keeps its old unrounded accumulates
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
-    net.levels, net.is_spiking = 4, True
+    net.N, net.is_spiking = 4, True
     z = torch.tensor([[[1.0, 2.0], [0.0, 3.0]], [[4.0, 0.0], [0.0, 0.0]]])
     lem = estimate(net, (z / 4).unsqueeze(0))
     assert lem.counts["2"]["dense_macs"] == 6 and lem.counts["2"]["input"] == "analog"
@@ -328,12 +328,12 @@ class BinaryNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv0 = layer.Conv2d(2, 4, 3, padding=1, step_mode="m")
-        self.sn0 = MultiLevelIF(levels=1, threshold=0.3, step_mode="m")
+        self.sn0 = MultiLevelIF(N=1, threshold=0.3, step_mode="m")
         self.conv1 = layer.Conv2d(4, 6, 3, stride=2, padding=1, padding_mode="reflect",
                                   step_mode="m")
         self.sn1 = neuron.IFNode(v_threshold=0.3, v_reset=None, step_mode="m")
         self.conv2 = layer.Conv2d(6, 6, 3, padding=2, dilation=2, groups=2, step_mode="m")
-        self.sn2 = MultiLevelIF(levels=1, threshold=0.3, step_mode="m")
+        self.sn2 = MultiLevelIF(N=1, threshold=0.3, step_mode="m")
         self.fc = layer.Linear(6 * 4 * 4, 5, step_mode="m")
         self.conv0.analog_input = True
 
@@ -369,9 +369,9 @@ class LitTiny(pl.LightningModule):
         super().__init__()
         torch.manual_seed(1)
         self.model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1),
-                                   MultiLevelIF(levels=4, step_mode="s"),
+                                   MultiLevelIF(N=4, step_mode="s"),
                                    nn.Flatten(), nn.Linear(64, 3))
-        self.model.T, self.model.levels, self.model.is_spiking = 1, 4, True
+        self.model.T, self.model.N, self.model.is_spiking = 1, 4, True
         self.model[0].analog_input = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

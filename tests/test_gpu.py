@@ -17,7 +17,7 @@ from bench.config import RunConfig, build_config
 from bench.data import build_datamodule
 from bench.data.fake import FakeCIFARDataModule, FakeDVSDataModule, synthetic_images
 from bench.errors import BenchError
-from bench.neurons import MultiLevelIF, multilevel
+from bench.neurons import MultiLevelIF, NeuronSettings, set_backend
 from test_data import _stack, assert_resident_eval_splits_match
 
 
@@ -146,9 +146,9 @@ def _neuron_step(sn: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> tu
 
 
 @gpu
-@pytest.mark.parametrize("mode", ["off", "on"], ids=["eager", "fused"])
+@pytest.mark.parametrize("backend", ["torch", "inductor"], ids=["eager", "fused"])
 @pytest.mark.parametrize("T", [1, 4])
-def test_cuda_n1_equals_spikingjelly_ifnode(T: int, mode: str) -> None:
+def test_cuda_n1_equals_spikingjelly_ifnode(T: int, backend: str) -> None:
     from spikingjelly.activation_based import neuron, surrogate
 
     gen = torch.Generator().manual_seed(T)
@@ -156,14 +156,10 @@ def test_cuda_n1_equals_spikingjelly_ifnode(T: int, mode: str) -> None:
     grad = torch.randn(T, 8, 64, 32, generator=gen).cuda()
     ref = neuron.IFNode(v_threshold=1.0, v_reset=None, detach_reset=True,
                         surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
-    previous = multilevel.set_fused_kernels(mode)
-    try:
-        ours = _neuron_step(MultiLevelIF(levels=1, alpha=4.0), x, grad)
-    finally:
-        multilevel.set_fused_kernels(previous)
+    ours = _neuron_step(MultiLevelIF(N=1, alpha=4.0, backend=backend), x, grad)
     theirs = _neuron_step(ref, x, grad)
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
-    if mode == "off":
+    if backend == "torch":
         assert torch.equal(ours[2], theirs[2])
     else:  # Triton's exp in the sigmoid surrogate: the stated tolerance
         torch.testing.assert_close(ours[2], theirs[2], rtol=1e-5, atol=1e-7)
@@ -171,9 +167,9 @@ def test_cuda_n1_equals_spikingjelly_ifnode(T: int, mode: str) -> None:
 
 @gpu
 @pytest.mark.parametrize("kw,exact_grad", [
-    (dict(levels=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round"), False),
-    (dict(levels=5, estimator="ste", grid_tolerance=1e-3), True),  # a barrier neuron
-    (dict(levels=4, estimator="ste_clipped"), True),
+    (dict(N=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round"), False),
+    (dict(N=5, estimator="ste", grid_tolerance=1e-3), True),  # a barrier neuron
+    (dict(N=4, estimator="ste_clipped"), True),
 ], ids=["sigmoid-N3", "barrier-N5", "clipped-N4"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_cuda_fused_kernels_match_the_eager_neuron(kw: dict, exact_grad: bool,
@@ -184,15 +180,11 @@ def test_cuda_fused_kernels_match_the_eager_neuron(kw: dict, exact_grad: bool,
         memory_format=fmt).unflatten(0, (3, 16))
     grad = torch.randn(3, 16, 64, 16, 16, generator=gen).cuda()
     out = {}
-    for mode in ("off", "on"):
-        previous = multilevel.set_fused_kernels(mode)
-        try:
-            sn = MultiLevelIF(**kw)
-            out[mode] = _neuron_step(sn, x, grad)
-            assert ("FusedStep" in sn.v.grad_fn.name()) == (mode == "on")
-        finally:
-            multilevel.set_fused_kernels(previous)
-    (y0, v0, g0), (y1, v1, g1) = out["off"], out["on"]
+    for backend in ("torch", "inductor"):
+        sn = MultiLevelIF(backend=backend, **kw)
+        out[backend] = _neuron_step(sn, x, grad)
+        assert ("FusedStep" in sn.v.grad_fn.name()) == (backend == "inductor")
+    (y0, v0, g0), (y1, v1, g1) = out["torch"], out["inductor"]
     assert 0 < y0.count_nonzero() < y0.numel()
     assert torch.equal(y1, y0) and torch.equal(v1, v0)  # forward: bit-identical
     if exact_grad:
@@ -202,15 +194,15 @@ def test_cuda_fused_kernels_match_the_eager_neuron(kw: dict, exact_grad: bool,
 
 
 @gpu
-@pytest.mark.parametrize("mode", ["off", "on"], ids=["eager", "fused"])
+@pytest.mark.parametrize("backend", ["torch", "inductor"], ids=["eager", "fused"])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-def test_cuda_barrier_counts_are_exact(bf16: bool, mode: str) -> None:
+def test_cuda_barrier_counts_are_exact(bf16: bool, backend: str) -> None:
     """Every barrier of a Sparse-ResNet18 forward on CUDA re-quantizes its input, a float32 sum
     of two spike values, to exactly the summed count (clamped to N), also under bf16 autocast."""
     from bench.models import build_model
 
     levels = 5
-    model = build_model("sparse_resnet18", num_classes=10, T=1, N=levels).cuda()
+    model = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=levels)).cuda()
     seen = []
 
     def hook(module, inputs, output):
@@ -220,12 +212,9 @@ def test_cuda_barrier_counts_are_exact(bf16: bool, mode: str) -> None:
     for b in barriers:
         b.register_forward_hook(hook)
     x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)).cuda()
-    previous = multilevel.set_fused_kernels(mode)
-    try:
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            model(x)
-    finally:
-        multilevel.set_fused_kernels(previous)
+    set_backend(model, backend)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        model(x)
     assert len(seen) == len(barriers) == 8
     for inp, out in seen:
         assert inp.dtype == out.dtype == torch.float32

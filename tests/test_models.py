@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models import ResidualSum, build_model, layer_groups, names, probe_points, register_model
-from bench.neurons import MultiLevelIF
+from bench.models import (ARCHITECTURES, ResidualSum, build_model, is_spiking, layer_groups, names,
+                          probe_points, register_model)
+from bench.neurons import MultiLevelIF, NeuronSettings
 
 ALL = ["ann_resnet18", "ann_vgg16", "sew_resnet18", "sew_resnet34", "sparse_resnet18",
        "sparse_resnet34", "spiking_resnet18", "vgg16"]
@@ -21,8 +22,13 @@ RESNET18_DOWN = (2, 4, 6)  # blocks whose shortcut downsamples (first block of s
 
 
 def _build(name: str, **kw) -> nn.Module:
-    kw = {"num_classes": 10, "in_channels": 1, "T": 1, "N": 4, **kw}
-    return build_model(name, **kw)
+    """A model from run-config-like keys: neuron settings and T are dropped for an ANN."""
+    sizes = {"num_classes": kw.pop("num_classes", 10), "in_channels": kw.pop("in_channels", 1)}
+    T = kw.pop("T", 1)
+    options = {k: kw.pop(k) for k in ("stem", "shortcut") if k in kw}
+    if not is_spiking(name):
+        return build_model(name, **sizes, T=None, **options)
+    return build_model(name, **sizes, T=T, neurons=NeuronSettings(**{"N": 4, **kw}), **options)
 
 
 def _images(batch: int = 2, channels: int = 1, size: int = 8, seed: int = 0) -> torch.Tensor:
@@ -51,23 +57,18 @@ def test_registered_names_and_unknown_name() -> None:
         build_model("resnet9000", num_classes=10)
 
 
-def test_register_model_warns_on_a_duplicate_name() -> None:
-    from bench.models import registry
+def test_register_model_warns_on_a_duplicate_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ARCHITECTURES, "_items", dict(ARCHITECTURES._items))
+    monkeypatch.setattr(ARCHITECTURES, "_meta", dict(ARCHITECTURES._meta))
 
-    before = dict(registry._BUILDERS)
-    try:
-        def sew_resnet18(**kw):  # same name as a registered builder
-            return nn.Identity()
+    def sew_resnet18(**kw):  # same name as a registered builder
+        return nn.Identity()
 
-        with pytest.warns(UserWarning, match="'sew_resnet18' registered twice"):
-            register_model(sew_resnet18)
-        assert isinstance(build_model("sew_resnet18", num_classes=3), nn.Identity)
-    finally:
-        registry._BUILDERS.clear()
-        registry._BUILDERS.update(before)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert build_model("sew_resnet18", num_classes=3).arch == "sew_resnet18"
+    with pytest.warns(UserWarning, match="'sew_resnet18' registered twice"):
+        register_model(sew_resnet18)
+    assert isinstance(build_model("sew_resnet18", num_classes=3), nn.Identity)
+    monkeypatch.undo()
+    assert build_model("sew_resnet18", num_classes=3).arch == "sew_resnet18"
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -77,7 +78,7 @@ def test_output_shape_and_attributes(name: str, T: int) -> None:
     model = _build(name, T=T, N=3, num_classes=7)
     ann = name.startswith("ann_")
     assert (model.arch, model.num_classes, model.is_spiking) == (name, 7, not ann)
-    assert (model.T, model.levels) == ((1, 0) if ann else (T, 3))  # an ANN runs once, no levels
+    assert (model.T, model.N) == ((None, None) if ann else (T, 3))  # an ANN: no time, no levels
     logits = model(_images(batch=2, size=8))
     assert logits.shape == (2, 7) and torch.isfinite(logits).all()
 
@@ -127,7 +128,7 @@ def test_resnet18_probe_names_kinds_and_firing_order(name: str, kind: str, sum_k
     assert len({id(m) for m in points.values()}) == len(points)  # no module under two names
     for pname, module in points.items():
         want = sum_kind if pname.startswith("sum") else "neuron"
-        assert (module.probe_kind, module.levels) == (want, 5), pname
+        assert (module.probe_kind, module.N) == (want, 5), pname
     assert isinstance(points["sum3"], ResidualSum if kind == "sew" else MultiLevelIF)
     assert points["sum3"] is model.block3.exit_module()
     # depth order: the order in which the probed modules fire in a forward pass
@@ -234,7 +235,7 @@ def test_binary_sew_resnet18_trains_one_step() -> None:
     assert model.stem.conv.weight.grad.abs().sum() > 0
     opt.step()
     assert not torch.equal(model.stem.conv.weight, before)
-    assert {m.levels for m in probe_points(model).values()} == {1}
+    assert {m.N for m in probe_points(model).values()} == {1}
 
 
 @pytest.mark.parametrize("levels", [3, 5, 6])
@@ -251,3 +252,30 @@ def test_barrier_requantizes_every_sum_of_two_spike_values_exactly(levels: int) 
         y = block.barrier(block.sum(emitted[z1], emitted[z2])[None])[0]
     assert torch.equal(y, emitted[want])  # exactly the value min(z1 + z2, N) / N is emitted as
     assert torch.equal(torch.round(levels * y).long(), want)
+
+
+def test_imagenet_stem_quarters_the_map_and_conv_pool_shortcut_pools_after_bn() -> None:
+    torch.manual_seed(0)
+    model = _build("sew_resnet18", in_channels=3, stem="imagenet", shortcut="conv_pool").eval()
+    seen = {}
+    model.stem.register_forward_hook(lambda m, a, o: seen.__setitem__("stem", o.shape))
+    model(torch.randn(2, 3, 32, 32))
+    assert seen["stem"] == (1, 2, 64, 8, 8)  # 7x7 stride 2 (16x16), then max-pool (8x8)
+    down = model.block2.down
+    assert down.conv.stride == (1, 1) and down.pool is not None
+    x = torch.rand(1, 2, 64, 8, 8)
+    down.sn = None  # the shortcut's analog output, before its neuron
+    with torch.no_grad():
+        want = torch.nn.functional.max_pool2d(down.bn(down.conv(x[0])), 2)  # conv, BN, pool
+        assert torch.equal(down(x)[0], want)
+    default = _build("sew_resnet18").block2.down
+    assert default.conv.stride == (2, 2) and default.pool is None
+
+
+def test_ann_architectures_take_no_time_or_neurons() -> None:
+    with pytest.raises(ValueError, match="ann_resnet18 is an ANN"):
+        build_model("ann_resnet18", num_classes=10, T=4)
+    with pytest.raises(ValueError, match="ann_vgg16 is an ANN"):
+        build_model("ann_vgg16", num_classes=10, T=None, neurons=NeuronSettings())
+    with pytest.raises(ValueError, match="takes no stem='imagenet'"):
+        build_model("vgg16", num_classes=10, stem="imagenet")

@@ -15,8 +15,9 @@ import pytest
 import torch
 from spikingjelly.activation_based import functional, monitor, neuron, surrogate
 
-from bench.neurons import Estimator, MultiLevelIF, build_estimator, estimator_names, register
-from bench.neurons import estimators as estimators_module
+from bench.neurons import (BACKENDS, ESTIMATORS, Estimator, MultiLevelIF, NeuronSettingError,
+                           NeuronSettings, build_estimator, estimator_names,
+                           register, set_backend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def _exact_if_counts(x_seq: list[Fraction], levels: int) -> list[int]:
 def _levels_as_emitted(levels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[N+1]: the value y an ordinary neuron emits for count z = 0..N (its own rounding of z/N)."""
     z = torch.arange(levels + 1, dtype=torch.float32)
-    y = _forward(MultiLevelIF(levels=levels), ((z + 0.5) / levels).to(dtype)[None])[0]
+    y = _forward(MultiLevelIF(N=levels), ((z + 0.5) / levels).to(dtype)[None])[0]
     assert torch.equal(torch.round(levels * y.float()), z)
     return y
 
@@ -88,7 +89,7 @@ def test_n1_equals_spikingjelly_ifnode_outputs_and_gradients(T: int) -> None:
     grad_out = torch.randn(T, 4, 64, generator=gen)  # a non-uniform upstream gradient
 
     x_ref, x_our = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ref, ours = _binary_if(), MultiLevelIF(levels=1, estimator="sigmoid", alpha=4.0)
+    ref, ours = _binary_if(), MultiLevelIF(N=1, estimator="sigmoid", alpha=4.0)
     y_ref, y_our = ref(x_ref), ours(x_our)
     y_ref.backward(grad_out)
     y_our.backward(grad_out)
@@ -112,7 +113,7 @@ def test_t1_count_equals_binary_if_spikes_over_n_steps(levels: int) -> None:
     x_neg = -2.0 * torch.rand(500, generator=gen) - torch.tensor(1e-6)  # I < 0
     x = torch.cat([x_pos, x_neg])  # [M]
 
-    y = _forward(MultiLevelIF(levels=levels), x[None])[0]  # [M]
+    y = _forward(MultiLevelIF(N=levels), x[None])[0]  # [M]
     spikes = _forward(_binary_if(), x.expand(levels, -1).contiguous())  # [N, M]
     count = spikes.sum(0)
 
@@ -130,7 +131,7 @@ def test_t1_count_equals_binary_if_spikes_over_n_steps(levels: int) -> None:
 @pytest.mark.parametrize("levels", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_t1_count_takes_exactly_the_values_0_to_n(levels: int) -> None:
     ramp = torch.linspace(-0.5, 1.5, 4001)
-    sn = MultiLevelIF(levels=levels)
+    sn = MultiLevelIF(N=levels)
     y = _forward(sn, ramp[None])[0]
     z = sn.spike_count(y)
     assert torch.equal(torch.unique(z), torch.arange(levels + 1, dtype=z.dtype))
@@ -143,7 +144,7 @@ def test_t1_count_takes_exactly_the_values_0_to_n(levels: int) -> None:
 def test_summed_count_over_t_spans_0_to_n_times_t(T: int, levels: int) -> None:
     ramp = torch.linspace(-0.25, 1.25, 3001)
     x = ramp.expand(T, -1).contiguous()  # [T, M], constant over time
-    sn = MultiLevelIF(levels=levels)
+    sn = MultiLevelIF(N=levels)
     total = sn.spike_count(_forward(sn, x)).sum(0)  # [M]
     # N*T + 1 quantization levels (paper): every value present, nothing outside
     assert torch.equal(torch.unique(total), torch.arange(levels * T + 1, dtype=total.dtype))
@@ -155,11 +156,11 @@ def test_summed_count_over_t_spans_0_to_n_times_t(T: int, levels: int) -> None:
 
 # N=2, T=1.  s = 2x = [-1, 0, .5, 1, 1.5, 2, 3, 6] -> z = [0, 0, 0, 1, 1, 2, 2, 2];
 # v = x - z/2 = [-.5, 0, .25, 0, .25, 0, .5, 2]  (above-range input keeps its excess).
-_N2_T1 = dict(levels=2, x=[[-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0]],
+_N2_T1 = dict(N=2, x=[[-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0]],
               z=[[0, 0, 0, 1, 1, 2, 2, 2]], v=[-0.5, 0.0, 0.25, 0.0, 0.25, 0.0, 0.5, 2.0])
 # N=3, T=1.  s = 3x = [-.6, 0, .9, 1.02, 1.5, 2.1, 2.97, 3.6] -> z = [0, 0, 0, 1, 1, 2, 2, 3];
 # v = x - z/3.
-_N3_T1 = dict(levels=3, x=[[-0.2, 0.0, 0.3, 0.34, 0.5, 0.7, 0.99, 1.2]],
+_N3_T1 = dict(N=3, x=[[-0.2, 0.0, 0.3, 0.34, 0.5, 0.7, 0.99, 1.2]],
               z=[[0, 0, 0, 1, 1, 2, 2, 3]],
               v=[-0.2, 0.0, 0.3, 0.34 - 1 / 3, 0.5 - 1 / 3, 0.7 - 2 / 3, 0.99 - 2 / 3, 0.2])
 # N=2, T=3, four neurons (columns); rows are timesteps.
@@ -167,21 +168,21 @@ _N3_T1 = dict(levels=3, x=[[-0.2, 0.0, 0.3, 0.34, 0.5, 0.7, 0.99, 1.2]],
 #  f: x = 2,-.25,.5    v: 2 (z2, clamped) 1.0 | .75 (z1) .25 | .75 (z1) .25
 #  g: x = -.5,.25,.75  v: -.5 (z0)     | -.25 (z0)     | .5 (z1) 0
 #  h: x = .375,.375,-1 v: .375 (z0)    | .75 (z1) .25  | -.75 (z0)
-_N2_T3 = dict(levels=2, x=[[0.75, 2.0, -0.5, 0.375], [0.75, -0.25, 0.25, 0.375], [0.75, 0.5, 0.75, -1.0]],
+_N2_T3 = dict(N=2, x=[[0.75, 2.0, -0.5, 0.375], [0.75, -0.25, 0.25, 0.375], [0.75, 0.5, 0.75, -1.0]],
               z=[[1, 2, 0, 0], [2, 1, 0, 1], [1, 1, 1, 0]], v=[0.25, 0.25, 0.0, -0.75])
 # N=3, T=3, four neurons (columns).
 #  a: x = .4,.4,.4     v: .4 (s1.2 z1) .0667 | .4667 (s1.4 z1) .1333 | .5333 (s1.6 z1) .2
 #  b: x = .9,.3,-.5    v: .9 (s2.7 z2) .2333 | .5333 (s1.6 z1) .2    | -.3 (z0) -.3
 #  c: x = 1.5,.1,.2    v: 1.5 (s4.5 z3) .5   | .6 (s1.8 z1) .2667    | .4667 (s1.4 z1) .1333
 #  d: x = -.4,.5,.5    v: -.4 (z0) -.4       | .1 (s.3 z0) .1        | .6 (s1.8 z1) .2667
-_N3_T3 = dict(levels=3, x=[[0.4, 0.9, 1.5, -0.4], [0.4, 0.3, 0.1, 0.5], [0.4, -0.5, 0.2, 0.5]],
+_N3_T3 = dict(N=3, x=[[0.4, 0.9, 1.5, -0.4], [0.4, 0.3, 0.1, 0.5], [0.4, -0.5, 0.2, 0.5]],
               z=[[1, 2, 3, 0], [1, 1, 1, 0], [1, 0, 1, 1]], v=[0.2, -0.3, 0.4 / 3, 0.8 / 3])
 
 
 @pytest.mark.parametrize("case", [_N2_T1, _N3_T1, _N2_T3, _N3_T3], ids=["N2T1", "N3T1", "N2T3", "N3T3"])
 def test_forward_matches_hand_computed_values(case: dict) -> None:
-    levels = case["levels"]
-    sn = MultiLevelIF(levels=levels)
+    levels = case["N"]
+    sn = MultiLevelIF(N=levels)
     y = _forward(sn, torch.tensor(case["x"]))
     z = torch.tensor(case["z"], dtype=torch.float32)
     assert torch.equal(sn.spike_count(y), z)
@@ -196,7 +197,7 @@ def test_round_to_nearest_counts() -> None:
     x = torch.tensor([[-0.1, 0.1, 0.12, 0.125, 0.13, 0.3, 0.37, 0.625, 0.9, 0.95, 2.0]])
     floor_z = [0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 4]
     round_z = [0, 0, 0, 1, 1, 1, 1, 3, 4, 4, 4]  # floor(s + 1/2): ties go up (.5 -> 1, 2.5 -> 3)
-    floor_sn, round_sn = MultiLevelIF(levels=4), MultiLevelIF(levels=4, rounding="round")
+    floor_sn, round_sn = MultiLevelIF(N=4), MultiLevelIF(N=4, rounding="round")
     assert floor_sn.spike_count(_forward(floor_sn, x))[0].tolist() == floor_z
     assert round_sn.spike_count(_forward(round_sn, x))[0].tolist() == round_z
     # v = x - z/4: rounding up leaves a negative residual
@@ -211,11 +212,11 @@ def test_round_to_nearest_counts() -> None:
 def test_sigmoid_estimator_anchor_values() -> None:
     # N=1, theta=1, alpha=4 at v = 1 (on threshold): alpha * 1/4 = 1.
     # at v = .5: a = -2, s = 1/(1+e^2) = .1192029, alpha s (1-s) = .4199743
-    g = _grad_at_rest(MultiLevelIF(levels=1, estimator="sigmoid", alpha=4.0), [1.0, 0.5])
+    g = _grad_at_rest(MultiLevelIF(N=1, estimator="sigmoid", alpha=4.0), [1.0, 0.5])
     torch.testing.assert_close(g, torch.tensor([1.0, 0.419974341614026]))
     # N=2, theta=2, alpha=2 at v = 1 (s = 1): k=1: a=0 -> 2/4 = .5; k=2: a=-2 -> 2 * .1049936;
     # sum .7099872, times 1/theta = .3549936
-    sn = MultiLevelIF(levels=2, threshold=2.0, estimator="sigmoid", alpha=2.0)
+    sn = MultiLevelIF(N=2, threshold=2.0, estimator="sigmoid", alpha=2.0)
     torch.testing.assert_close(_grad_at_rest(sn, [1.0]), torch.tensor([0.3549935854035065]))
 
 
@@ -225,7 +226,7 @@ def test_sigmoid_estimator_anchor_values() -> None:
 def test_sigmoid_estimator_gradient(levels: int, theta: float, alpha: float) -> None:
     v = [theta * u for u in (-0.3, 0.0, 0.2, 0.34, 0.5, 0.9, 1.0, 1.4)]
     w = [1.0, -2.0, 0.5, 3.0, 1.0, 1.0, -1.0, 2.0]  # the backward must scale by grad_y
-    sn = MultiLevelIF(levels=levels, threshold=theta, estimator="sigmoid", alpha=alpha)
+    sn = MultiLevelIF(N=levels, threshold=theta, estimator="sigmoid", alpha=alpha)
     want = torch.tensor([wi * _sigmoid_dydv(vi, levels, theta, alpha) for vi, wi in zip(v, w)])
     torch.testing.assert_close(_grad_at_rest(sn, v, w), want, rtol=1e-5, atol=1e-7)
 
@@ -234,7 +235,7 @@ def test_sigmoid_estimator_gradient(levels: int, theta: float, alpha: float) -> 
 @pytest.mark.parametrize("theta", [1.0, 2.0])
 def test_ste_gradient_is_one_over_theta_everywhere(levels: int, theta: float) -> None:
     v = [theta * u for u in (-5.0, -0.5, 0.0, 0.3, 1.0, 1.5, 10.0)]
-    g = _grad_at_rest(MultiLevelIF(levels=levels, threshold=theta, estimator="ste"), v)
+    g = _grad_at_rest(MultiLevelIF(N=levels, threshold=theta, estimator="ste"), v)
     assert torch.equal(g, torch.full((7,), 1.0 / theta))
 
 
@@ -242,7 +243,7 @@ def test_ste_gradient_is_one_over_theta_everywhere(levels: int, theta: float) ->
 @pytest.mark.parametrize("theta", [1.0, 2.0])
 def test_ste_clipped_gradient_is_one_over_theta_inside_0_theta(levels: int, theta: float) -> None:
     v = [theta * u for u in (-5.0, -0.01, 0.0, 0.3, 1.0, 1.01, 10.0)]
-    g = _grad_at_rest(MultiLevelIF(levels=levels, threshold=theta, estimator="ste_clipped"), v)
+    g = _grad_at_rest(MultiLevelIF(N=levels, threshold=theta, estimator="ste_clipped"), v)
     inv = 1.0 / theta
     assert torch.equal(g, torch.tensor([0.0, 0.0, inv, inv, inv, 0.0, 0.0]))
 
@@ -252,14 +253,14 @@ def test_gradient_through_time_and_reset_path(detach_reset: bool, want: list[flo
     # ste, theta=2: dy/dv = 1/2. v2 = x1 + x2 - y1*theta. loss = y1 + y2.
     # detached reset: dv2/dx1 = 1       -> dL/dx1 = 1/2 + 1/2 = 1
     # attached reset: dv2/dx1 = 1 - 2/2 = 0 -> dL/dx1 = 1/2;  dL/dx2 = 1/2 either way
-    sn = MultiLevelIF(levels=2, threshold=2.0, estimator="ste", detach_reset=detach_reset)
+    sn = MultiLevelIF(N=2, threshold=2.0, estimator="ste", detach_reset=detach_reset)
     x = torch.tensor([[1.3], [0.4]], requires_grad=True)  # [T=2, 1]
     sn(x).sum().backward()
     assert torch.equal(x.grad[:, 0], torch.tensor(want))
 
 
 def test_learnable_threshold_is_a_parameter_and_gets_the_hand_computed_gradient() -> None:
-    sn = MultiLevelIF(levels=2, threshold=2.0, estimator="ste", learnable_threshold=True)
+    sn = MultiLevelIF(N=2, threshold=2.0, estimator="ste", learnable_threshold=True)
     assert isinstance(sn.v_threshold, torch.nn.Parameter)
     assert [name for name, _ in sn.named_parameters()] == ["v_threshold"]
     # ste, N=2, theta=2, x = [3, 0]: y = clamp(floor(s))/N, s = N v/theta, dy/ds = 1/N.
@@ -275,7 +276,7 @@ def test_learnable_threshold_is_a_parameter_and_gets_the_hand_computed_gradient(
     assert sn.v_threshold.grad.item() == -1.5
     assert x.grad[:, 0].tolist() == [1.0, 0.5]
     # same forward as a fixed threshold, and an optimizer step moves it
-    fixed = MultiLevelIF(levels=2, threshold=2.0, estimator="ste")
+    fixed = MultiLevelIF(N=2, threshold=2.0, estimator="ste")
     assert torch.equal(_forward(fixed, x.detach()), y.detach())
     torch.optim.SGD(sn.parameters(), lr=0.1).step()
     assert sn.v_threshold.item() == pytest.approx(2.15)
@@ -288,7 +289,7 @@ def test_learnable_threshold_is_a_parameter_and_gets_the_hand_computed_gradient(
 def test_reset_net_clears_state_and_single_step_equals_multi_step() -> None:
     gen = torch.Generator().manual_seed(0)
     x = 0.8 * torch.randn(5, 3, 16, generator=gen)  # [T, B, C]
-    sn = MultiLevelIF(levels=3)
+    sn = MultiLevelIF(N=3)
     first = _forward(sn, x)
     assert isinstance(sn.v, torch.Tensor)
     assert not torch.equal(_forward(sn, x), first)  # the carried potential changes the answer
@@ -298,8 +299,8 @@ def test_reset_net_clears_state_and_single_step_equals_multi_step() -> None:
 
     # single-step: T calls on [B, C] give the same outputs and the same input gradients
     xm, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
-    multi = MultiLevelIF(levels=3, step_mode="m")
-    single = MultiLevelIF(levels=3, step_mode="s")
+    multi = MultiLevelIF(N=3, step_mode="m")
+    single = MultiLevelIF(N=3, step_mode="s")
     y_m = multi(xm)
     y_s = torch.stack([single(xs[t]) for t in range(x.shape[0])])
     assert torch.equal(y_s, y_m) and torch.equal(y_m, first)
@@ -322,7 +323,7 @@ def test_barrier_sum_of_two_levels_is_exact_with_grid_tolerance(levels: int) -> 
     z1, z2 = torch.meshgrid(z, z, indexing="ij")  # every pair
     want = torch.clamp(z1 + z2, max=levels)
 
-    barrier = MultiLevelIF(levels=levels, estimator="ste", grid_tolerance=1e-3)
+    barrier = MultiLevelIF(N=levels, estimator="ste", grid_tolerance=1e-3)
     out = _forward(barrier, (y[z1] + y[z2])[None])[0]
     assert torch.equal(out, y[want])  # bitwise the value an ordinary neuron emits for that count
     assert torch.equal(torch.round(levels * out).long(), want)
@@ -334,7 +335,7 @@ def test_barrier_sum_of_two_levels_is_exact_with_grid_tolerance(levels: int) -> 
     x = (y[zz[..., 0]] + y[zz[..., 1]]).T.contiguous()  # [T, M]
     exact = torch.tensor([_exact_if_counts([Fraction(a + b, levels) for a, b in seq], levels)
                           for seq in zz.tolist()]).T  # [T, M]
-    barrier = MultiLevelIF(levels=levels, estimator="ste", grid_tolerance=1e-3)
+    barrier = MultiLevelIF(N=levels, estimator="ste", grid_tolerance=1e-3)
     assert torch.equal(barrier.spike_count(_forward(barrier, x)).long(), exact)
 
     # Why the tolerance exists. In float32 no count is lost without it at T=1 for N in {3, 5, 6}
@@ -342,7 +343,7 @@ def test_barrier_sum_of_two_levels_is_exact_with_grid_tolerance(levels: int) -> 
     # the loss is asserted only for N = 5 and 6 at T=2, where the residual carried from step 1
     # makes step 2 lose a spike.
     if levels in (5, 6):
-        plain = MultiLevelIF(levels=levels, estimator="ste")
+        plain = MultiLevelIF(N=levels, estimator="ste")
         got = plain.spike_count(_forward(plain, x)).long()
         assert (got < exact).any()
         assert (got.sum(0) <= exact.sum(0)).all()  # rounding only ever loses spikes here
@@ -357,7 +358,7 @@ def test_barrier_sum_is_exact_in_half_precision(levels: int, dtype: torch.dtype)
     assert y.dtype == torch.float32
     z = torch.arange(levels + 1)
     z1, z2 = torch.meshgrid(z, z, indexing="ij")
-    barrier = MultiLevelIF(levels=levels, estimator="ste", grid_tolerance=1e-3)
+    barrier = MultiLevelIF(N=levels, estimator="ste", grid_tolerance=1e-3)
     out = _forward(barrier, (y[z1] + y[z2])[None])[0]
     assert out.dtype == torch.float32
     assert torch.equal(barrier.spike_count(out.float()).long(), torch.clamp(z1 + z2, max=levels))
@@ -372,12 +373,13 @@ def test_unknown_estimator_raises_value_error_naming_it() -> None:
     with pytest.raises(ValueError, match="'no_such_estimator'"):
         build_estimator("no_such_estimator")
     with pytest.raises(ValueError, match="'no_such_estimator'.*sigmoid"):
-        MultiLevelIF(levels=2, estimator="no_such_estimator")
+        MultiLevelIF(N=2, estimator="no_such_estimator")
 
 
 def test_a_new_estimator_is_one_registered_class(monkeypatch: pytest.MonkeyPatch) -> None:
     # register into a copy of the registry so the rest of the session sees the built-in set
-    monkeypatch.setattr(estimators_module, "_REGISTRY", dict(estimators_module._REGISTRY))
+    monkeypatch.setattr(ESTIMATORS, "_items", dict(ESTIMATORS._items))
+    monkeypatch.setattr(ESTIMATORS, "_meta", dict(ESTIMATORS._meta))
 
     @register("test_triangle")
     class Triangle(Estimator):
@@ -387,21 +389,65 @@ def test_a_new_estimator_is_one_registered_class(monkeypatch: pytest.MonkeyPatch
             return torch.clamp(1.0 - (s - 1.0).abs(), min=0.0)
 
     assert "test_triangle" in estimator_names() and Triangle.name == "test_triangle"
-    with pytest.raises(ValueError, match="twice"):
-        register("test_triangle")(Triangle)
+    with pytest.warns(UserWarning, match="twice"):  # a plugin file loaded again replaces it
+        register("test_triangle")(type("Triangle2", (Triangle,), {}))
     # N=1, theta=1: v = [.25, 1, 1.5, 3] -> g = [.25, 1, .5, 0]
     for est in ("test_triangle", Triangle()):
-        g = _grad_at_rest(MultiLevelIF(levels=1, estimator=est), [0.25, 1.0, 1.5, 3.0])
+        g = _grad_at_rest(MultiLevelIF(N=1, estimator=est), [0.25, 1.0, 1.5, 3.0])
         assert torch.equal(g, torch.tensor([0.25, 1.0, 0.5, 0.0]))
 
 
 def test_invalid_constructor_arguments_raise() -> None:
-    with pytest.raises(ValueError, match="levels"):
-        MultiLevelIF(levels=0)
-    with pytest.raises(ValueError, match="rounding"):
+    with pytest.raises(NeuronSettingError, match="'N': 0 must be an integer from 1 to 256"):
+        MultiLevelIF(N=0)
+    with pytest.raises(NeuronSettingError, match="'rounding': 'ceil' is not one of floor, round"):
         MultiLevelIF(rounding="ceil")
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(NeuronSettingError, match="'threshold': 0.0 must be a finite number > 0"):
         MultiLevelIF(threshold=0.0)
+    with pytest.raises(NeuronSettingError,
+                       match="'backend': 'on' is not one of auto, torch, inductor"):
+        MultiLevelIF(backend="on")
+    with pytest.raises(NeuronSettingError, match="'output_scale'.*fixed threshold"):
+        MultiLevelIF(output_scale="threshold", learnable_threshold=True)
+
+
+def test_neuron_settings_are_declared_once_and_embedded_in_the_run_config() -> None:
+    from dataclasses import fields
+
+    from bench.config import RunConfig, build_config
+
+    defaults = NeuronSettings()
+    for f in fields(NeuronSettings):  # RunConfig's flat keys take NeuronSettings' defaults
+        assert getattr(RunConfig(), f.name) == getattr(defaults, f.name), f.name
+    sn = MultiLevelIF()
+    assert sn.settings == defaults and sn.N == defaults.N == 4
+    cfg = build_config({"N": "8", "T": 2, "threshold": 0.5})
+    assert cfg.neuron_settings() == NeuronSettings(N=8, threshold=0.5)
+    assert MultiLevelIF(cfg.neuron_settings(), N=2).N == 2  # fields override the settings
+
+
+def test_threshold_output_scale_emits_z_theta_over_n_and_resets_the_same() -> None:
+    # theta = 0.5, N = 2: s = 4v; x = [.1, .3, .6] -> z = [0, 1, 2]; y = z * .25; v = x - y
+    sn = MultiLevelIF(N=2, threshold=0.5, output_scale="threshold")
+    x = torch.tensor([[0.1, 0.3, 0.6]])
+    y = _forward(sn, x)[0]
+    assert torch.allclose(y, torch.tensor([0.0, 0.25, 0.5]))
+    assert torch.equal(sn.spike_count(y), torch.tensor([0.0, 1.0, 2.0]))
+    assert torch.allclose(sn.v, torch.tensor([0.1, 0.05, 0.1]))
+    unit = MultiLevelIF(N=2, threshold=0.5)
+    assert torch.allclose(_forward(unit, x)[0], torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.allclose(unit.v, sn.v)  # the same dynamics, another output unit
+
+
+def test_set_backend_reaches_every_neuron_of_a_model() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), MultiLevelIF(N=3),
+                              torch.nn.Sequential(MultiLevelIF(N=2, backend="torch")))
+    assert [m.backend for m in net.modules() if isinstance(m, MultiLevelIF)] == ["auto", "torch"]
+    assert BACKENDS == ("auto", "torch", "inductor")
+    set_backend(net, "inductor")
+    assert [m.backend for m in net.modules() if isinstance(m, MultiLevelIF)] == ["inductor"] * 2
+    with pytest.raises(ValueError, match="got 'fast'"):
+        set_backend(net, "fast")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +456,8 @@ def test_invalid_constructor_arguments_raise() -> None:
 
 def test_spikingjelly_monitors_record_the_neurons() -> None:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 6), MultiLevelIF(levels=3),
-                              torch.nn.Linear(6, 5), MultiLevelIF(levels=2))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), MultiLevelIF(N=3),
+                              torch.nn.Linear(6, 5), MultiLevelIF(N=2))
     x = torch.randn(3, 2, 4)  # [T, B, F]
     with monitor.OutputMonitor(net, MultiLevelIF) as out_mon, \
             monitor.AttributeMonitor("v", False, net, MultiLevelIF) as v_mon:

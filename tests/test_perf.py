@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from bench.cli import main
-from bench.neurons import MultiLevelIF
-from bench.neurons import multilevel
-from bench.perf import (SJ_NAME, Entry, SpikingJellySEWResNet18, _in_mode, _table, target_checks,
+from bench.neurons import MultiLevelIF, fused
+from bench.neurons.multilevel import DYNAMICS, _stock_dynamics
+from bench.perf import (SJ_NAME, Entry, SpikingJellySEWResNet18, _prepare, _table, target_checks,
                         to_markdown)
 
 TINY = ["perf", "--image-size", "8", "--batch-size", "2", "--warmup", "1", "--steps", "2",
@@ -125,16 +128,17 @@ def test_table_puts_variants_side_by_side() -> None:
     assert [c.strip() for c in vgg.strip("|").split("|")][-2:] == ["", ""]
 
 
-def test_each_variant_steps_in_its_own_neuron_kernel_mode() -> None:
-    seen = []
-    previous = multilevel.set_fused_kernels("on")
-    try:
-        for variant in ("eager", "fused", "compiled"):
-            _in_mode(lambda: seen.append(multilevel.fused_kernel_mode()), variant)()
-        assert multilevel.fused_kernel_mode() == "on"  # restored after each step
-    finally:
-        multilevel.set_fused_kernels(previous)
-    assert seen == ["off", "auto", "off"]  # compiled: torch.compile of the eager model
+def test_each_variant_sets_its_models_neuron_backend() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), MultiLevelIF(N=2, backend="inductor"))
+    base = Entry("tiny", "model", 1, 2, "resnet18", model)
+    args = SimpleNamespace(variants="eager,fused,compiled", compile=False, channels_last=False,
+                           bf16=False, probes=False, batch_size=2, in_channels=1, image_size=2)
+    prepared = _prepare([base], args, torch.device("cpu"))
+    backends = {e.variant: [m.backend for m in e.model.modules() if isinstance(m, MultiLevelIF)]
+                for e in prepared}
+    # compiled: torch.compile of the eager model (its neurons are the same modules)
+    assert backends == {"eager": ["torch"], "fused": ["auto"], "compiled": ["torch"]}
+    assert model[2].backend == "inductor"  # the variants set their own copies
 
 
 def test_target_checks_read_the_table() -> None:
@@ -155,22 +159,22 @@ def test_target_checks_read_the_table() -> None:
 # fused neuron kernels: same bits as the eager neuron (they only change the speed)
 
 
-def _run_neuron(mode: str, x: torch.Tensor, grad: torch.Tensor, **kw) -> tuple:
-    previous = multilevel.set_fused_kernels(mode)
-    try:
-        sn = MultiLevelIF(**kw)
-        x = x.detach().requires_grad_()
-        y = sn(x)
-        y.backward(grad)
-        fused = sn.v.grad_fn is not None and "FusedStep" in sn.v.grad_fn.name()
-        return y.detach(), sn.v.detach(), x.grad, fused
-    finally:
-        multilevel.set_fused_kernels(previous)
+def _run_neuron(backend: str, x: torch.Tensor, grad: torch.Tensor, neuron=MultiLevelIF,
+                **kw) -> tuple:
+    sn = neuron(backend=backend, **kw)
+    x = x.detach().requires_grad_()
+    y = sn(x)
+    y.backward(grad)
+    return y.detach(), sn.v.detach(), x.grad, _fused(sn)
+
+
+def _fused(sn: MultiLevelIF) -> bool:
+    return sn.v.grad_fn is not None and "FusedStep" in sn.v.grad_fn.name()
 
 
 @pytest.mark.parametrize("T,kw", [
-    (3, dict(levels=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round")),
-    (1, dict(levels=5, estimator="ste", grid_tolerance=1e-3)),  # a barrier neuron
+    (3, dict(N=3, threshold=0.7, estimator="sigmoid", alpha=5.0, rounding="round")),
+    (1, dict(N=5, estimator="ste", grid_tolerance=1e-3)),  # a barrier neuron
 ], ids=["sigmoid-N3-T3", "barrier-N5-T1"])
 def test_fused_kernels_are_bit_identical_to_the_eager_neuron(T: int, kw: dict) -> None:
     gen = torch.Generator().manual_seed(T)
@@ -179,30 +183,78 @@ def test_fused_kernels_are_bit_identical_to_the_eager_neuron(T: int, kw: dict) -
         memory_format=torch.channels_last).unflatten(0, (T, 2))
     x[0, 0, :4, 0, 0] = torch.tensor([0.0, 0.7 / 3, 0.7, 0.35])  # on and near thresholds
     grad = torch.randn(T, 2, 64, 4, 4, generator=gen)
-    y0, v0, g0, fused0 = _run_neuron("off", x, grad, **kw)
-    y1, v1, g1, fused1 = _run_neuron("on", x, grad, **kw)
-    assert (fused0, fused1) == (False, True)
+    y0, v0, g0, fused0 = _run_neuron("torch", x, grad, **kw)
+    y1, v1, g1, fused1 = _run_neuron("inductor", x, grad, **kw)
+    _, _, _, fused_auto = _run_neuron("auto", x, grad, **kw)  # 2048 values: not image-sized
+    assert (fused0, fused1, fused_auto) == (False, True, False)
     assert 0 < y0.count_nonzero() < y0.numel()
     assert torch.equal(y1, y0) and torch.equal(v1, v0) and torch.equal(g1, g0)
     # a gradient that arrives expanded (e.g. from a mean) takes the same path
-    _, _, g2, _ = _run_neuron("on", x, torch.ones(()).expand_as(grad), **kw)
-    _, _, g3, _ = _run_neuron("off", x, torch.ones(()).expand_as(grad), **kw)
+    _, _, g2, _ = _run_neuron("inductor", x, torch.ones(()).expand_as(grad), **kw)
+    _, _, g3, _ = _run_neuron("torch", x, torch.ones(()).expand_as(grad), **kw)
     assert torch.equal(g2, g3)
 
 
-def test_fused_kernels_fall_back_to_eager_when_compiling_fails(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_compile(fn, **options):
-        def kernel(*args):
-            raise RuntimeError("no C++ compiler")
-        return kernel
+class _LeakyIF(MultiLevelIF):
+    """An LIF-like subclass: the potential halves before each charge."""
 
-    monkeypatch.setattr(multilevel, "_fused", {"mode": "on", "compiled": {}})
-    monkeypatch.setattr(multilevel.torch, "compile", broken_compile)
-    x = torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(0))
-    sn = MultiLevelIF(levels=4)
-    with pytest.warns(UserWarning, match="fused kernels disabled.*no C\\+\\+ compiler"):
-        y = sn(x)
-    assert multilevel.fused_kernel_mode() == "off"  # later neurons go straight to eager
-    y0, v0, _, fused = _run_neuron("off", x, torch.ones_like(x), levels=4)
-    assert torch.equal(y, y0) and torch.equal(sn.v, v0) and not fused
+    def neuronal_charge(self, x: torch.Tensor) -> None:
+        self.v = x.float() if isinstance(self.v, float) else 0.5 * self.v + x.float()
+
+
+def test_a_subclass_with_its_own_dynamics_never_takes_the_fused_kernels() -> None:
+    x = torch.full((2, 2, 64), 0.6)  # two timesteps of 0.6, theta 1, N 1
+    grad = torch.ones_like(x)
+    y, v, _, fused_path = _run_neuron("inductor", x, grad, neuron=_LeakyIF, N=1)
+    assert not fused_path
+    # LIF: v = 0.6 (no spike), then 0.3 + 0.6 = 0.9 (no spike); IF would spike at 1.2
+    assert torch.equal(y, torch.zeros_like(x)) and torch.allclose(v, torch.full_like(v, 0.9))
+    assert _stock_dynamics(type("Plain", (MultiLevelIF,), {}))
+    for name in DYNAMICS:  # any one of the timestep's methods overridden
+        def same(self, *args, stock=getattr(MultiLevelIF, name)):  # the same code, its own method
+            return stock(self, *args)
+
+        cls = type("Own", (MultiLevelIF,), {name: same})
+        assert not _stock_dynamics(cls), name
+
+
+def test_a_kernel_that_fails_turns_only_its_neuron_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = []
+    real_compile = fused._compile
+
+    def flaky_compile(fn, device):
+        compiled.append(fn.__name__.rsplit("_", 1)[0])
+        if len(compiled) in (1, 3):  # neuron a's forward kernel, neuron b's backward kernel
+            def kernel(*args):
+                raise RuntimeError("no C++ compiler")
+            return kernel
+        return real_compile(fn, device)
+
+    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused, "_compile", flaky_compile)
+    kw = dict(N=5, estimator="ste", grid_tolerance=1e-3)  # as above: kernels cached on disk
+    x = 3 * torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(0))
+    grad = torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(1))
+    y0, v0, g0, _ = _run_neuron("torch", x, grad, **kw)
+
+    a = MultiLevelIF(backend="inductor", **kw)
+    with pytest.warns(UserWarning, match=r"N=5.*fused kernel failed on a \[2, 64\] input "
+                                         r"\(RuntimeError: no C\+\+ compiler\)"):
+        y = a(x)
+    assert a.backend == "torch" and torch.equal(y, y0) and torch.equal(a.v, v0)
+
+    b = MultiLevelIF(backend="inductor", **kw)
+    xb = x.clone().requires_grad_()
+    y = b(xb)
+    assert _fused(b) and torch.equal(y, y0)  # a's failure left b's backend alone
+    with pytest.warns(UserWarning, match="fused kernel failed"):
+        y.backward(grad)
+    assert b.backend == "torch" and torch.equal(xb.grad, g0)
+
+    c = MultiLevelIF(backend="inductor", **kw)  # b's forward kernel, from the cache
+    assert torch.equal(c(x.clone().requires_grad_()), y0) and _fused(c)
+    a.reset()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert torch.equal(a(x), y0)  # eager, without compiling or warning again
+    assert said == [] and compiled == ["_fire_reset", "_fire_reset", "_potential_grad"]

@@ -16,25 +16,26 @@ from bench.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from bench.data.digits import DigitsDataModule
 from bench.data.dvs import CIFAR10DVSDataModule
 from bench.data.fake import FakeData
-from bench.errors import BenchError
+from bench.registry import Registry
 
-# a datamodule class, or FakeData, which picks one by `fake_like`
-DATAMODULES: dict[str, type[L.LightningDataModule] | type[FakeData]] = {
-    cls.name: cls for cls in (DigitsDataModule, CIFAR10DataModule, CIFAR100DataModule,
-                              CIFAR10DVSDataModule, FakeData)
-}
+# a datamodule class (with check_available(cfg) and from_config(cfg)), or FakeData, which picks
+# one by `fake_like`; `fakeable`: dataset=fake can stand in for it (same shapes, generated);
+# `label`: its name in the paper and report tables
+DATASETS: Registry[type[L.LightningDataModule] | type[FakeData]] = Registry("data set",
+                                                                              key="dataset")
+DATASETS.add("digits", DigitsDataModule)
+DATASETS.add("cifar10", CIFAR10DataModule, fakeable=True, label="CIFAR-10")
+DATASETS.add("cifar100", CIFAR100DataModule, fakeable=True, label="CIFAR-100")
+DATASETS.add("cifar10dvs", CIFAR10DVSDataModule, fakeable=True, label="CIFAR10-DVS")
+DATASETS.add("fake", FakeData)
 
 
 def names() -> list[str]:
-    return list(DATAMODULES)
+    return DATASETS.names()
 
 
 def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:
-    try:
-        return DATAMODULES[cfg.dataset]
-    except KeyError:
-        known = ", ".join(names())
-        raise BenchError(f"config key 'dataset': {cfg.dataset!r} is not one of {known}") from None
+    return DATASETS.get(cfg.dataset)
 
 
 def check_available(cfg: RunConfig) -> None:
@@ -47,5 +48,5 @@ def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
     return _datamodule_cls(cfg).from_config(cfg)
 
 
-__all__ = ["DATAMODULES", "build_datamodule", "check_available", "names", "CIFAR10DataModule",
+__all__ = ["DATASETS", "build_datamodule", "check_available", "names", "CIFAR10DataModule",
            "CIFAR100DataModule", "CIFAR10DVSDataModule", "DigitsDataModule"]

@@ -141,7 +141,7 @@ def _lead(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
     return tuple(range(x.dim() - keep))
 
 
-def grid_maps(module: nn.Module, x: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_maps(module: nn.Module, x: torch.Tensor, levels: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(off-grid flag, maps [3, *spatial]) of a layer input y: the flag is 1.0 when some N*y is
     not an integer (within the grid tolerance); the maps hold, per input position summed over
     batch, time and channels, the non-zero counts, the rounded values z and the raw values N*y.
@@ -167,14 +167,19 @@ def _images(x: Any) -> int:
 
 
 def model_levels(model: nn.Module, neurons: dict[str, nn.Module]) -> tuple[int, bool]:
-    """(N, spiking): the model's `levels` / `is_spiking`, else read from its neurons (IFNode: 1)."""
-    levels = getattr(model, "levels", None)
+    """(N, spiking): the model's `N` / `is_spiking`, else read from its neurons (IFNode: 1)."""
+    levels = getattr(model, "N", None)
     if levels is None:
-        levels = max((int(getattr(m, "levels", 1)) for m in neurons.values()), default=0)
+        levels = max((int(getattr(m, "N", 1)) for m in neurons.values()), default=0)
     spiking = getattr(model, "is_spiking", None)
     if spiking is None:
         spiking = bool(neurons) and levels > 0
     return int(levels), bool(spiking)
+
+
+def spike_scale(module: nn.Module) -> float:
+    """Spike count per unit of a module's output (N for y = z/N; IFNode's binary spikes: 1)."""
+    return float(getattr(module, "spike_scale", None) or getattr(module, "N", None) or 1)
 
 
 def _per_step(module: nn.Module, out: torch.Tensor) -> int:
@@ -197,6 +202,8 @@ class EnergyCounter:
         self.layer_modules = OrderedDict((n, m) for n, m in modules if is_synaptic(m))
         self.neuron_modules = OrderedDict((n, m) for n, m in modules if is_neuron(m))
         self.levels, self.spiking = model_levels(model, self.neuron_modules)
+        # the input grid of synaptic layers: z = y * scale (N, or N / theta for z theta / N)
+        self.scale = float(getattr(model, "spike_scale", None) or self.levels or 1)
         index = {n: i for i, (n, _) in enumerate(modules)}
         self._shapes = {n: _layer_shape(n, m, _folded_bn(modules, index[n]))
                         for n, m in self.layer_modules.items()}
@@ -240,7 +247,7 @@ class EnergyCounter:
                                          dtype=torch.float64, device=x.device)
                     self._add(name, dense)
                     return
-                off, maps = grid_maps(module, x, self.levels)  # off the grid: analog
+                off, maps = grid_maps(module, x, self.scale)  # off the grid: analog
                 on = 1.0 - off
                 events = maps.sum(tuple(range(1, maps.dim())), dtype=torch.float64)
                 exact = exact_synaptic_ops(module, maps)  # [non-zero, values, raw values]
@@ -255,11 +262,11 @@ class EnergyCounter:
             out = out[0] if isinstance(out, (tuple, list)) and out else out
             if not self.active or not torch.is_tensor(out):
                 return
-            levels = int(getattr(module, "levels", 1))
+            scale = spike_scale(module)
             with torch.no_grad():
                 y = out.detach()
                 # per-position sums over the leading dims stay small, exact after rounding
-                values = torch.round(y.float().sum(tuple(range(y.dim() - 1))) * levels)
+                values = torch.round(y.float().sum(tuple(range(y.dim() - 1))) * scale)
                 self._add(name, torch.stack([
                     torch.tensor(float(out.numel()), dtype=torch.float64, device=out.device),
                     torch.count_nonzero(y).to(torch.float64), values.sum(dtype=torch.float64)]))
@@ -283,7 +290,7 @@ class EnergyCounter:
             per_step = self._neuron_geometry[name]
             leaky = hasattr(module, "tau") or hasattr(module, "decay")
             out.neurons.append((NeuronShape(name, per_step, leaky,
-                                            int(getattr(module, "levels", 1))), values))
+                                            int(getattr(module, "N", 1))), values))
             if per_step:
                 out.timesteps = max(out.timesteps, round(values["updates"] / per_step))
         for name in self.layer_modules:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from bench import schema
 from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, SRAM_LAWS, sram_pj
 from bench.energy.counting import Counts, LayerShape, NeuronShape
+from bench.registry import Registry
 
 PJ_PER_UJ = 1e6
 TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
@@ -109,21 +110,19 @@ class EnergyReport:
                               for name, counts in self.counts.items()]}
 
 
-MODELS: dict[str, Callable[[Counts, EnergySettings], EnergyReport]] = {}
+MODELS: Registry[Callable[[Counts, EnergySettings], EnergyReport]] = Registry(
+    "energy model", key="energy_model")
 
 
 def register(name: str):
     """Register an energy model function under `name` (the registry is the only list)."""
-    def wrap(fn: Callable[[Counts, EnergySettings], EnergyReport]):
-        MODELS[name] = fn
-        return fn
-    return wrap
+    return MODELS.register(name)
 
 
 def choices() -> dict[str, tuple]:
     from bench.energy.simple import PRESETS  # late: simple registers itself on import
 
-    return {"model": tuple(MODELS), "counting": ("event", "value"),
+    return {"model": tuple(MODELS.names()), "counting": ("event", "value"),
             "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
             "sram": tuple(SRAM_LAWS), "static_input_once": (True, False),
             "fanout": ("lab", "exact"), "bias_adds": ("always", "if_bias"),
@@ -132,7 +131,7 @@ def choices() -> dict[str, tuple]:
 
 
 def price(counts: Counts, settings: EnergySettings) -> EnergyReport:
-    return MODELS[settings.model](counts, settings)
+    return MODELS.get(settings.model)(counts, settings)
 
 
 # ---------------------------------------------------------------------------- lemaire

@@ -1,6 +1,6 @@
 """The architecture zoo. Importing this package registers every model.
 
-    net = build_model("sparse_resnet18", num_classes=10, T=1, N=4)
+    net = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=4))
     probe_points(net)   # OrderedDict name -> module whose forward output [T, B, ...] is probed
     layer_groups(net)   # OrderedDict group -> module, for per-block gradient norms
 """
@@ -13,7 +13,8 @@ from torch import nn
 
 from bench.models import resnet, vgg  # noqa: F401  (registers the models)
 from bench.models.layers import ResidualSum
-from bench.models.registry import build_model, names, register_model
+from bench.neurons import MultiLevelIF
+from bench.models.registry import ARCHITECTURES, build_model, is_spiking, names, register_model
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -21,19 +22,30 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def probe_points(model: nn.Module) -> "OrderedDict[str, nn.Module]":
-    """Every neuron and residual-block exit, in depth order; each carries `levels`, `probe_kind`.
+    """Every neuron and residual-block exit, in depth order; each carries `N`, `probe_kind`.
 
-    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(levels * y)).
+    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(N * y)).
     ANN models have none.
     """
     model = _unwrap(model)
-    return model.probe_points() if hasattr(model, "probe_points") else OrderedDict()
+    if hasattr(model, "probe_points"):
+        return model.probe_points()
+    # an architecture of a plugin without its own list: every neuron, by module name
+    points = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, MultiLevelIF))
+    for m in points.values():
+        m.probe_kind = getattr(m, "probe_kind", "neuron")
+    return points
 
 
 def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     """Parameter groups for gradient norms: ResNet stem, block0.., head; VGG stage0..,
     classifier. Every parameter is in exactly one group."""
-    return _unwrap(model).layer_groups()
+    model = _unwrap(model)
+    if hasattr(model, "layer_groups"):
+        return model.layer_groups()
+    # a plugin's architecture without its own groups: its top-level children with parameters
+    return OrderedDict((n, m) for n, m in model.named_children()
+                       if any(True for _ in m.parameters()))
 
 
-__all__ = ["build_model", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]
+__all__ = ["ARCHITECTURES", "build_model", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]

@@ -6,51 +6,39 @@ Tensors flow time-first, [T, B, C, H, W]. Conv, BN and pooling run on the flatte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.neurons import MultiLevelIF
+from bench.neurons import NEURONS, MultiLevelIF, NeuronSettings
 
 BARRIER_GRID_TOLERANCE = 1e-3  # a sum of two z/N values must floor to the exact integer count
 
 
-@dataclass(frozen=True)
-class Neurons:
-    """What every activation of one model is made of. levels=0 means an ANN (ReLU)."""
+def neuron(settings: NeuronSettings | None) -> nn.Module:
+    """An ordinary neuron of the registered class `settings.neuron` (probe kind "neuron"), or
+    ReLU for an ANN (settings None)."""
+    if settings is None:
+        # not in place: activations are [T, B, ...] views, and an in-place op on a view makes
+        # autograd copy slices back (8% slower than torchvision's ResNet18 on CPU)
+        return nn.ReLU()
+    sn = NEURONS.get(settings.neuron)(settings, step_mode="m")
+    sn.probe_kind = "neuron"
+    return sn
 
-    levels: int = 1
-    threshold: float = 1.0
-    estimator: str = "sigmoid"
-    barrier_estimator: str = "ste"
-    alpha: float = 4.0
-    learnable_threshold: bool = False
-    rounding: str = "floor"
 
-    @property
-    def spiking(self) -> bool:
-        return self.levels > 0
-
-    def neuron(self) -> nn.Module:
-        """An ordinary neuron (probe kind "neuron"), or ReLU for an ANN."""
-        if not self.spiking:
-            # not in place: activations are [T, B, ...] views, and an in-place op on a view makes
-            # autograd copy slices back (8% slower than torchvision's ResNet18 on CPU)
-            return nn.ReLU()
-        sn = MultiLevelIF(levels=self.levels, threshold=self.threshold, estimator=self.estimator,
-                          alpha=self.alpha, learnable_threshold=self.learnable_threshold,
-                          rounding=self.rounding, step_mode="m")
-        sn.probe_kind = "neuron"
-        return sn
-
-    def barrier(self) -> MultiLevelIF:
-        """Sparse-ResNet's barrier after a residual sum: re-quantizes the sum to {0..N}/N."""
-        sn = MultiLevelIF(levels=self.levels, threshold=1.0, estimator=self.barrier_estimator,
-                          alpha=self.alpha, grid_tolerance=BARRIER_GRID_TOLERANCE, step_mode="m")
-        sn.probe_kind = "barrier"
-        return sn
+def barrier(settings: NeuronSettings) -> MultiLevelIF:
+    """Sparse-ResNet's barrier after a residual sum: re-quantizes the sum to the spike grid. A
+    plain IF neuron (whatever `settings.neuron` is) with a fixed threshold of one spike grid:
+    1 when spikes are z/N, theta when they are z theta/N."""
+    grid = 1.0 if settings.output_scale == "unit" else settings.threshold
+    own = replace(settings, neuron="if", threshold=grid, estimator=settings.barrier_estimator,
+                  learnable_threshold=False, rounding="floor")
+    sn = MultiLevelIF(own, grid_tolerance=BARRIER_GRID_TOLERANCE, step_mode="m")
+    sn.probe_kind = "barrier"
+    return sn
 
 
 class ResidualSum(nn.Module):
@@ -70,6 +58,11 @@ def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int = 1) -> torc
         y = bn(conv(x))  # [B, C', H', W']
         return y.unsqueeze(0).expand(T, *y.shape)
     return bn(conv(x.flatten(0, 1))).unflatten(0, x.shape[:2])
+
+
+def time_major(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A per-image module (pooling) on [T, B, C, H, W], through the flat [T*B, ...] view."""
+    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
 def max_pool_unless_1x1(x: torch.Tensor) -> torch.Tensor:

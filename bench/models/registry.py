@@ -1,44 +1,63 @@
-"""Model registry and factory (timm style): `build_model` is the only name -> model path."""
+"""Model registry and factory (timm style): `build_model` is the only name -> model path.
+
+An architecture is a builder function registered with its metadata:
+
+    @register_model(spiking=True, label="My-Net", ann="ann_my_net")
+    def my_net(*, num_classes, in_channels, T, neurons): ...
+
+spiking: whether it has neurons (an ANN gets T=None, neurons=None). label: its name in report
+tables. ann: the registered ANN of the same architecture (energy and accuracy comparisons).
+options: extra run-config keys it takes and their allowed values (ResNet's stem and shortcut).
+"""
 
 from __future__ import annotations
 
-import warnings
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
-from bench.models.layers import Neurons
+from bench.neurons.settings import NeuronSettings
+from bench.registry import Registry
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture", key="arch")
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a builder under its function name; a second registration replaces the first."""
-    name = fn.__name__
-    if name in _BUILDERS:
-        warnings.warn(f"model '{name}' registered twice; the later builder replaces the earlier",
-                      stacklevel=2)
-    _BUILDERS[name] = fn
-    return fn
+def register_model(fn: Callable[..., nn.Module] | None = None, *, spiking: bool = True,
+                   **meta: Any) -> Any:
+    """Register a builder under its function name (bare `@register_model` or with metadata)."""
+    if fn is not None:
+        return ARCHITECTURES.register(spiking=spiking, **meta)(fn)
+    return ARCHITECTURES.register(spiking=spiking, **meta)
 
 
 def names() -> list[str]:
-    return sorted(_BUILDERS)
+    return ARCHITECTURES.names()
 
 
-def build_model(name: str, *, num_classes: int, in_channels: int = 3, T: int = 1, N: int = 1,
-                estimator: str = "sigmoid", barrier_estimator: str = "ste", alpha: float = 4.0,
-                threshold: float = 1.0, learnable_threshold: bool = False,
-                rounding: str = "floor") -> nn.Module:
-    """A registered architecture. T: timesteps, N: spike levels (ANN models ignore both)."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(names())}")
-    sizes = {"num_classes": num_classes, "in_channels": in_channels, "T": T, "N": N}
-    for key, value in sizes.items():
+def is_spiking(name: str) -> bool:
+    return bool(ARCHITECTURES.meta(name, "spiking"))
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int = 3, T: int | None = 1,
+                neurons: NeuronSettings | None = None, **options: Any) -> nn.Module:
+    """A registered architecture. T: timesteps; neurons: the spiking neurons' settings (default
+    NeuronSettings()). An ANN architecture takes T=None and neurons=None (they do not apply).
+    options: the architecture's own keys (see its registry `options`)."""
+    builder = ARCHITECTURES.get(name)
+    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if int(value) < 1:
             raise ValueError(f"build_model: {key} must be >= 1, got {value}")
-    neurons = Neurons(levels=int(N), threshold=float(threshold), estimator=estimator,
-                      barrier_estimator=barrier_estimator, alpha=float(alpha),
-                      learnable_threshold=bool(learnable_threshold), rounding=rounding)
-    return _BUILDERS[name](num_classes=int(num_classes), in_channels=int(in_channels), T=int(T),
-                           neurons=neurons)
+    if is_spiking(name):
+        if T is None or int(T) < 1:
+            raise ValueError(f"build_model: {name} is spiking: T must be >= 1, got {T}")
+        neurons = neurons if neurons is not None else NeuronSettings()
+    elif neurons is not None or T not in (None, 1):
+        raise ValueError(f"build_model: {name} is an ANN: T and neurons do not apply "
+                         "(pass T=None, neurons=None)")
+    allowed = ARCHITECTURES.meta(name, "options", {})
+    for key, value in options.items():
+        if key not in allowed or value not in allowed[key]:
+            raise ValueError(f"build_model: {name} takes no {key}={value!r} "
+                             f"(its options: {allowed or 'none'})")
+    return builder(num_classes=int(num_classes), in_channels=int(in_channels),
+                   T=None if T is None else int(T), neurons=neurons, **options)

@@ -1,10 +1,12 @@
-"""ResNet18/34 with the CIFAR stem, in four wirings (paper.md, "Architectures (OURS)").
+"""ResNet18/34 in four wirings (docs/method.md, "Architectures").
 
 - sew:     conv-BN-SN-conv-BN-SN, + shortcut (identity or conv1x1-BN-SN); nothing after the sum.
 - sparse:  sew + a barrier neuron after the sum (re-quantizes it to {0..N}/N).
 - spiking: conv-BN-SN-conv-BN, + shortcut (identity or conv1x1-BN), SN after the sum.
 - ann:     the spiking wiring with ReLU (torchvision's BasicBlock).
-Modules are named so that probe and group names read directly: stem.sn, block3.sn1,
+Stem: `cifar` (conv3x3 stride 1, ours) or `imagenet` (torchvision's conv7x7 stride 2 + 3x3
+max-pool). Downsampling shortcut: `conv` (strided conv1x1 - BN, ours) or `conv_pool` (conv1x1 -
+BN - max-pool by the stride, the authors' lab code). Modules are named so that probe and group names read directly: stem.sn, block3.sn1,
 block3.down.sn, block3.sum / block3.barrier, head.fc.
 """
 
@@ -16,57 +18,74 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from bench.models.layers import (Neurons, ResidualSum, conv1x1, conv3x3, conv_bn, global_avg_pool,
-                                 init_weights, mark_analog_inputs)
+from bench.models.layers import (ResidualSum, barrier, conv1x1, conv3x3, conv_bn, global_avg_pool,
+                                 init_weights, mark_analog_inputs, neuron, time_major)
 from bench.models.registry import register_model
+from bench.neurons import NeuronSettings
 
 WIRINGS = ("sew", "sparse", "spiking", "ann")
 STAGE_WIDTHS = (64, 128, 256, 512)
+STEMS = ("cifar", "imagenet")  # the first is the default
+SHORTCUTS = ("conv", "conv_pool")
+OPTIONS = {"stem": STEMS, "shortcut": SHORTCUTS}  # run-config keys a ResNet takes
 
 
 class Stem(nn.Module):
-    """conv3x3 stride 1 - BN - neuron, no max-pool (CIFAR stem)."""
+    """cifar: conv3x3 stride 1 - BN - neuron. imagenet: conv7x7 stride 2 - BN - neuron -
+    max-pool 3x3 stride 2 (a quarter of the pixels, then a half again)."""
 
-    def __init__(self, in_channels: int, width: int, neurons: Neurons, T: int) -> None:
+    def __init__(self, in_channels: int, width: int, neurons: NeuronSettings | None, T: int,
+                 kind: str) -> None:
         super().__init__()
         self.T = T
-        self.conv = conv3x3(in_channels, width)
+        if kind == "cifar":
+            self.conv, self.pool = conv3x3(in_channels, width), None
+        else:
+            self.conv = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn = nn.BatchNorm2d(width)
-        self.sn = neurons.neuron()
+        self.sn = neuron(neurons)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, C, H, W] static (repeated over T) or [T, B, C, H, W] frames -> [T, B, 64, H, W]
-        return self.sn(conv_bn(self.conv, self.bn, x, self.T))
+        # x: [B, C, H, W] static (repeated over T) or [T, B, C, H, W] frames -> [T, B, 64, H', W']
+        y = self.sn(conv_bn(self.conv, self.bn, x, self.T))
+        return y if self.pool is None else time_major(self.pool, y)
 
 
 class Downsample(nn.Module):
-    """Shortcut when shape changes: conv1x1 (stride) - BN, then a neuron in the SEW wirings."""
+    """Shortcut when shape changes: conv1x1 (stride) - BN, or conv1x1 - BN - max-pool (stride);
+    then a neuron in the SEW wirings."""
 
-    def __init__(self, cin: int, cout: int, stride: int, sn: nn.Module | None) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, sn: nn.Module | None,
+                 kind: str) -> None:
         super().__init__()
-        self.conv = conv1x1(cin, cout, stride)
+        self.pool = nn.MaxPool2d(stride, stride) if kind == "conv_pool" and stride > 1 else None
+        self.conv = conv1x1(cin, cout, 1 if self.pool is not None else stride)
         self.bn = nn.BatchNorm2d(cout)
         self.sn = sn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = conv_bn(self.conv, self.bn, x)
+        y = y if self.pool is None else time_major(self.pool, y)
         return y if self.sn is None else self.sn(y)
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, wiring: str, neurons: Neurons) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, wiring: str,
+                 neurons: NeuronSettings | None, shortcut: str) -> None:
         super().__init__()
         self.sew = wiring in ("sew", "sparse")
         self.conv1, self.bn1 = conv3x3(cin, cout, stride), nn.BatchNorm2d(cout)
-        self.sn1 = neurons.neuron()
+        self.sn1 = neuron(neurons)
         self.conv2, self.bn2 = conv3x3(cout, cout), nn.BatchNorm2d(cout)
         # SEW: sn2 fires before the sum; spiking / ANN: sn2 fires on the sum
-        self.sn2 = neurons.neuron()
+        self.sn2 = neuron(neurons)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = Downsample(cin, cout, stride, neurons.neuron() if self.sew else None)
+            self.down = Downsample(cin, cout, stride, neuron(neurons) if self.sew else None,
+                                   shortcut)
         self.sum = ResidualSum()
-        self.barrier = neurons.barrier() if wiring == "sparse" else None
+        self.barrier = barrier(neurons) if wiring == "sparse" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [T, B, C, H, W] -> [T, B, C', H / stride, W / stride]
@@ -99,25 +118,31 @@ class Head(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, arch: str, blocks_per_stage: tuple[int, ...], wiring: str, neurons: Neurons,
-                 num_classes: int, in_channels: int, T: int) -> None:
+    """T, N: None for the ANN wiring (one pass, ReLU)."""
+
+    def __init__(self, arch: str, blocks_per_stage: tuple[int, ...], wiring: str,
+                 neurons: NeuronSettings | None, num_classes: int, in_channels: int,
+                 T: int | None, stem: str = STEMS[0], shortcut: str = SHORTCUTS[0]) -> None:
         super().__init__()
         if wiring not in WIRINGS:
             raise ValueError(f"unknown ResNet wiring '{wiring}'; known: {', '.join(WIRINGS)}")
-        self.arch, self.T, self.levels = arch, T, neurons.levels
-        self.num_classes, self.is_spiking = num_classes, neurons.spiking
-        self.stem = Stem(in_channels, STAGE_WIDTHS[0], neurons, T)
+        self.arch, self.T, self.N = arch, T, None if neurons is None else neurons.N
+        self.num_classes, self.is_spiking = num_classes, neurons is not None
+        self.spike_scale = None if neurons is None else neurons.spike_scale
+        self.stem = Stem(in_channels, STAGE_WIDTHS[0], neurons, T or 1, stem)
         cin, index = STAGE_WIDTHS[0], 0
         for stage, (width, count) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
             for b in range(count):
                 stride = 2 if stage > 0 and b == 0 else 1
-                self.add_module(f"block{index}", BasicBlock(cin, width, stride, wiring, neurons))
+                self.add_module(f"block{index}",
+                                BasicBlock(cin, width, stride, wiring, neurons, shortcut))
                 cin, index = width, index + 1
         self.num_blocks = index
         self.head = Head(cin, num_classes)
-        if wiring == "sew":
+        if wiring == "sew" and neurons is not None:
             for block in self.blocks():
-                block.sum.levels, block.sum.probe_kind = neurons.levels, "sum"
+                block.sum.N, block.sum.probe_kind = neurons.N, "sum"
+                block.sum.spike_scale = neurons.spike_scale
         init_weights(self)
         mark_analog_inputs(self, self.stem.conv)
 
@@ -154,37 +179,38 @@ class ResNet(nn.Module):
 
 
 def _resnet(arch: str, blocks_per_stage: tuple[int, ...], wiring: str, *, num_classes: int,
-            in_channels: int, T: int, neurons: Neurons) -> ResNet:
-    if wiring == "ann":  # ReLU, one forward pass whatever T and N say
-        neurons, T = Neurons(levels=0), 1
-    return ResNet(arch, blocks_per_stage, wiring, neurons, num_classes, in_channels, T)
+            in_channels: int, T: int | None, neurons: NeuronSettings | None,
+            **options: str) -> ResNet:
+    return ResNet(arch, blocks_per_stage, wiring, neurons, num_classes, in_channels, T, **options)
 
 
-@register_model
+# label: the name in report tables; ann: the ANN of the same architecture; barrier: has barrier
+# neurons after its residual sums
+@register_model(label="SEW-ResNet18", ann="ann_resnet18", options=OPTIONS)
 def sew_resnet18(**kw) -> ResNet:
     return _resnet("sew_resnet18", (2, 2, 2, 2), "sew", **kw)
 
 
-@register_model
+@register_model(label="Sparse-ResNet18", ann="ann_resnet18", barrier=True, options=OPTIONS)
 def sparse_resnet18(**kw) -> ResNet:
     return _resnet("sparse_resnet18", (2, 2, 2, 2), "sparse", **kw)
 
 
-@register_model
+@register_model(label="Spiking-ResNet18", ann="ann_resnet18", options=OPTIONS)
 def spiking_resnet18(**kw) -> ResNet:
     return _resnet("spiking_resnet18", (2, 2, 2, 2), "spiking", **kw)
 
 
-@register_model
+@register_model(spiking=False, label="ANN ResNet18", options=OPTIONS)
 def ann_resnet18(**kw) -> ResNet:
     return _resnet("ann_resnet18", (2, 2, 2, 2), "ann", **kw)
 
 
-@register_model
+@register_model(label="SEW-ResNet34", options=OPTIONS)
 def sew_resnet34(**kw) -> ResNet:
     return _resnet("sew_resnet34", (3, 4, 6, 3), "sew", **kw)
 
 
-@register_model
+@register_model(label="Sparse-ResNet34", barrier=True, options=OPTIONS)
 def sparse_resnet34(**kw) -> ResNet:
     return _resnet("sparse_resnet34", (3, 4, 6, 3), "sparse", **kw)

@@ -1,4 +1,4 @@
-"""VGG16 with a CIFAR head (paper.md, "Architectures (OURS)").
+"""VGG16 with a CIFAR head (docs/method.md, "Architectures").
 
 13 conv3x3-BN-neuron layers in five stages (64,64 | 128,128 | 256x3 | 512x3 | 512x3), a 2x2
 max-pool after each stage (skipped once the map is 1x1), global average pooling, then
@@ -13,9 +13,10 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from bench.models.layers import (Neurons, conv3x3, conv_bn, global_avg_pool, init_weights,
-                                 mark_analog_inputs, max_pool_unless_1x1)
+from bench.models.layers import (conv3x3, conv_bn, global_avg_pool, init_weights,
+                                 mark_analog_inputs, max_pool_unless_1x1, neuron)
 from bench.models.registry import register_model
+from bench.neurons import NeuronSettings
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -23,13 +24,14 @@ VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 51
 class Stage(nn.Module):
     """conv{j}-bn{j}-sn{j} for each width, then max-pool."""
 
-    def __init__(self, cin: int, widths: tuple[int, ...], neurons: Neurons, T: int) -> None:
+    def __init__(self, cin: int, widths: tuple[int, ...], neurons: NeuronSettings | None,
+                 T: int) -> None:
         super().__init__()
         self.T, self.depth = T, len(widths)
         for j, width in enumerate(widths):
             self.add_module(f"conv{j}", conv3x3(cin, width))
             self.add_module(f"bn{j}", nn.BatchNorm2d(width))
-            self.add_module(f"sn{j}", neurons.neuron())
+            self.add_module(f"sn{j}", neuron(neurons))
             cin = width
 
     def layers(self) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
@@ -44,17 +46,17 @@ class Stage(nn.Module):
 
 
 class FCNeuron(nn.Module):
-    def __init__(self, fin: int, fout: int, neurons: Neurons) -> None:
+    def __init__(self, fin: int, fout: int, neurons: NeuronSettings | None) -> None:
         super().__init__()
         self.fc = nn.Linear(fin, fout)
-        self.sn = neurons.neuron()
+        self.sn = neuron(neurons)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.sn(self.fc(x))  # [T, B, fin] -> [T, B, fout]
 
 
 class Classifier(nn.Module):
-    def __init__(self, width: int, num_classes: int, neurons: Neurons) -> None:
+    def __init__(self, width: int, num_classes: int, neurons: NeuronSettings | None) -> None:
         super().__init__()
         self.fc1 = FCNeuron(width, 512, neurons)
         self.fc2 = FCNeuron(512, 512, neurons)
@@ -66,14 +68,18 @@ class Classifier(nn.Module):
 
 
 class VGG(nn.Module):
-    def __init__(self, arch: str, stages: tuple[tuple[int, ...], ...], neurons: Neurons,
-                 num_classes: int, in_channels: int, T: int) -> None:
+    """T, N: None for the ANN (one pass, ReLU)."""
+
+    def __init__(self, arch: str, stages: tuple[tuple[int, ...], ...],
+                 neurons: NeuronSettings | None, num_classes: int, in_channels: int,
+                 T: int | None) -> None:
         super().__init__()
-        self.arch, self.T, self.levels = arch, T, neurons.levels
-        self.num_classes, self.is_spiking = num_classes, neurons.spiking
+        self.arch, self.T, self.N = arch, T, None if neurons is None else neurons.N
+        self.num_classes, self.is_spiking = num_classes, neurons is not None
+        self.spike_scale = None if neurons is None else neurons.spike_scale
         cin = in_channels
         for i, widths in enumerate(stages):
-            self.add_module(f"stage{i}", Stage(cin, widths, neurons, T))
+            self.add_module(f"stage{i}", Stage(cin, widths, neurons, T or 1))
             cin = widths[-1]
         self.num_stages = len(stages)
         self.classifier = Classifier(cin, num_classes, neurons)
@@ -107,18 +113,11 @@ class VGG(nn.Module):
         return groups
 
 
-def _vgg(arch: str, stages: tuple[tuple[int, ...], ...], ann: bool, *, num_classes: int,
-         in_channels: int, T: int, neurons: Neurons) -> VGG:
-    if ann:  # ReLU, one forward pass whatever T and N say
-        neurons, T = Neurons(levels=0), 1
-    return VGG(arch, stages, neurons, num_classes, in_channels, T)
+@register_model(label="VGG16", ann="ann_vgg16")
+def vgg16(*, T: int | None, neurons: NeuronSettings | None, **kw) -> VGG:
+    return VGG("vgg16", VGG16_STAGES, neurons, T=T, **kw)
 
 
-@register_model
-def vgg16(**kw) -> VGG:
-    return _vgg("vgg16", VGG16_STAGES, ann=False, **kw)
-
-
-@register_model
-def ann_vgg16(**kw) -> VGG:
-    return _vgg("ann_vgg16", VGG16_STAGES, ann=True, **kw)
+@register_model(spiking=False, label="ANN VGG16")
+def ann_vgg16(*, T: int | None, neurons: NeuronSettings | None, **kw) -> VGG:
+    return VGG("ann_vgg16", VGG16_STAGES, neurons, T=T, **kw)

@@ -2,39 +2,42 @@
 
 The quantizer sees the scaled potential s = N * v / theta and outputs y = clamp(floor(s), 0, N) / N.
 An estimator returns g(s) with dy/dv := g(s) / theta (so dy/ds = g(s) / N). A new estimator is
-one small class with a `derivative` method, decorated with @register("name").
+one small class with a `derivative` method, decorated with @register("name"); `bench run --set
+estimator=name` finds it (from a plugin file too: README, "Plugins").
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-_REGISTRY: dict[str, type["Estimator"]] = {}
+from bench.registry import Registry
+
+ESTIMATORS: Registry[type["Estimator"]] = Registry("gradient estimator", key="estimator")
 
 
-def register(name: str):
+def register(name: str) -> Callable[[type["Estimator"]], type["Estimator"]]:
+    """Register an Estimator subclass under `name` (its `label` names it in report tables)."""
     def deco(cls: type["Estimator"]) -> type["Estimator"]:
-        if name in _REGISTRY:
-            raise ValueError(f"estimator '{name}' registered twice")
         cls.name = name
-        _REGISTRY[name] = cls
+        ESTIMATORS.add(name, cls)
         return cls
 
     return deco
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    return ESTIMATORS.names()
 
 
 def build_estimator(name: str, **kwargs: float) -> "Estimator":
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown estimator '{name}'; known: {', '.join(names())}")
-    return _REGISTRY[name](**kwargs)
+    return ESTIMATORS.get(name)(**kwargs)
 
 
 class Estimator:
     name = "base"
+    label = ""  # short name in report tables ("SG"); empty: the registered name
     # derivative() is plain elementwise torch ops, safe to trace into MultiLevelIF's fused kernel
     fusable = False
 
@@ -57,6 +60,7 @@ class SigmoidSurrogate(Estimator):
     """
 
     fusable = True
+    label = "SG"
 
     def __init__(self, alpha: float = 4.0, **_: float) -> None:
         self.alpha = float(alpha)
@@ -77,6 +81,7 @@ class StraightThrough(Estimator):
     """dy/dv = 1/theta everywhere: the quantizer is passed straight through."""
 
     fusable = True
+    label = "STE"
 
     def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
         return torch.ones_like(s)
@@ -87,6 +92,7 @@ class ClippedStraightThrough(Estimator):
     """dy/dv = 1/theta for v in [0, theta] (s in [0, N]), zero outside."""
 
     fusable = True
+    label = "STE-clipped"
 
     def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
         return ((s >= 0) & (s <= levels)).to(s.dtype)

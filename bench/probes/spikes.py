@@ -35,19 +35,20 @@ class SpikeProbe(L.Callback):
         if self._handles:
             return
         for index, (name, module) in enumerate(probe_points(pl_module.model).items()):
-            self._meta[name] = (module.probe_kind, index, int(module.levels))
-            self._handles.append(module.register_forward_hook(self._hook(name, int(module.levels))))
+            self._meta[name] = (module.probe_kind, index, int(module.N))
+            self._handles.append(module.register_forward_hook(
+                self._hook(name, float(module.spike_scale))))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
 
-    def _hook(self, name: str, levels: int):
+    def _hook(self, name: str, spike_scale: float):
         def hook(module: torch.nn.Module, inputs: Any, out: torch.Tensor) -> None:
             if not self._active:
                 return
-            z = torch.round(out.detach().float() * levels)  # [T, B, ...] integer spike counts
+            z = torch.round(out.detach().float() * spike_scale)  # [T, B, ...] spike counts
             stats = torch.stack([z.sum(), (z > 0).sum().to(z.dtype), z.amax()])
             acc = self._stats.get(name)
             if acc is None:
@@ -70,7 +71,7 @@ class SpikeProbe(L.Callback):
             return
         names = list(self._stats)
         host = torch.stack([self._stats[n] for n in names]).cpu().tolist()  # one sync per epoch
-        T = max(1, int(getattr(pl_module.model, "T", 1)))
+        T = int(getattr(pl_module.model, "T", None) or 1)  # an ANN: None
         table: dict[str, dict[str, Any]] = {}
         for name, (spikes, nonzero, top) in zip(names, host):
             kind, index, levels = self._meta[name]

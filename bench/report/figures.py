@@ -22,13 +22,14 @@ import pandas as pd
 import scipy.stats  # a scikit-learn dependency
 
 from bench import schema
+from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.report import Prepared, plots, prepare, render_figures
 from bench.report.header import build_time
 from bench.report.index import Page
 from bench.report.load import load_records, run_dirs
 from bench.report.paper import ACC_TOLERANCE_PP, PAPER, REPORTED, SOURCE_UNVERIFIED, Reported
-from bench.report.tables import (Table, add_labels, display_arch, energy_settings_note,
+from bench.report.tables import (Table, add_labels, ann_of, display_arch, energy_settings_note,
                                  fmt_number)
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
@@ -38,8 +39,6 @@ SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 # ----------------------------------------------------------------------------- claims
 
-# our data set names -> the paper's
-PAPER_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10dvs": "CIFAR10-DVS"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Where:
     def same_dataset(self, paper: str) -> bool:
         """Our data set(s) are the paper's ('CIFAR-10/100' covers CIFAR-10 and CIFAR-100)."""
         theirs = {f"CIFAR-{p}" if i else p for i, p in enumerate(paper.split("/"))} | {paper}
-        return bool(self.datasets) and all(PAPER_DATASETS.get(d) in theirs
+        return bool(self.datasets) and all(DATASETS.meta(d, "label") in theirs
                                            for d in self.datasets)
 
 
@@ -266,7 +265,7 @@ class PaperFigure:
 def _levels(ctx: Context) -> list:
     prep = ctx.studies["levels"]
     agg, keys = prep.agg, prep.keys
-    snn = agg[~agg["arch"].astype(str).str.startswith("ann_")]
+    snn = agg[~_is_ann(agg)]
     for facet, d in facets(snn, keys, ("T", "N")):
         _levels_claims(ctx, d, facet)
     ann = [p.agg[_is_ann(p.agg)] for n, p in ctx.studies.items() if n != "levels"]
@@ -317,15 +316,11 @@ def _energy_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
             energy=True))
 
 
-ANN_OF = {"vgg16": "ann_vgg16", "sew_resnet18": "ann_resnet18",
-          "spiking_resnet18": "ann_resnet18", "sparse_resnet18": "ann_resnet18"}
-
-
 def _ann_claims(ctx: Context, snn: pd.DataFrame, ann: pd.DataFrame) -> None:
     """ANN over SNN energy for the same architecture and data set, binary [T=4, N=1] and
     multi-level [T=1, N=4]."""
     for (arch, dataset), d in snn.groupby(["arch", "dataset"], sort=True):
-        twin = ann[(ann["arch"].astype(str) == ANN_OF.get(str(arch), "")) &
+        twin = ann[(ann["arch"].astype(str) == (ann_of(arch) or "")) &
                    (ann["dataset"].astype(str) == str(dataset))]
         if twin.empty:
             continue
@@ -553,7 +548,7 @@ def _dvs_within(best, bin_long, a: float, bl: float, t_long: float) -> tuple[str
 
 
 def _is_ann(agg: pd.DataFrame) -> pd.Series:
-    return agg["arch"].astype(str).str.startswith("ann_")
+    return agg["N"].isna()  # no spike levels (an ANN's run record has T = N = null)
 
 
 def _energy(ctx: Context) -> list:
@@ -595,8 +590,10 @@ FIGURES = (
     PaperFigure("depth", "Deeper networks: ResNet34 SEW vs Sparse (open question)", ("depth",),
                 _depth),
 )
-STUDIES = ("levels", "energy", "avalanche", "sparse_n", "gradient", "dvs", "dvs_binary",
-           "depth")
+# studies read when present, beyond those a figure needs: the ANN baselines of the energy
+# figure and the long binary DVS runs
+OPTIONAL_STUDIES = ("energy", "dvs_binary")
+STUDIES = tuple(dict.fromkeys([s for f in FIGURES for s in f.needs] + list(OPTIONAL_STUDIES)))
 
 
 def sweep_command(study: str) -> str:

@@ -23,6 +23,7 @@ import yaml
 
 from bench import schema
 from bench.errors import BenchError
+from bench.models import ARCHITECTURES, is_spiking
 
 # config.json carries provenance beside the config keys; these are not settings of the run.
 PROVENANCE = schema.PROVENANCE
@@ -200,6 +201,8 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
     written = _read_json(run / schema.CONFIG_FILE) or {}
     config = _mapping((summary or {}).get(schema.CONFIG)) or written
     config = {str(k): v for k, v in config.items() if k not in PROVENANCE}
+    if config.get("arch") in ARCHITECTURES and not is_spiking(config["arch"]):
+        config.update(T=None, N=None)  # records written before ANN runs recorded null
     uid = uid or f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",

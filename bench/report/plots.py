@@ -308,8 +308,7 @@ def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str])
 def levels_figure(agg: pd.DataFrame, facets: list[str]) -> Figure:
     """Heatmaps over T x N of accuracy (%) and energy (uJ / image), one row per facet value
     combination (e.g. per architecture); cells annotated, missing cells blank."""
-    if "arch" in agg.columns:  # T and N mean nothing to an ANN
-        agg = agg[~agg["arch"].astype(str).str.startswith("ann_")]
+    agg = agg[agg["N"].notna()] if "N" in agg.columns else agg  # an ANN has no T x N
     if not {"T", "N"} <= set(agg.columns) or agg["T"].nunique() < 2 or agg["N"].nunique() < 2:
         raise SkipPlot("T and N were not both swept (the levels plot needs a T x N grid)")
     groups = list(agg.groupby(facets, sort=True, dropna=False)) if facets else [((), agg)]
@@ -361,7 +360,7 @@ TERM_COLORS = dict(zip(ALL_ENERGY_TERMS, ("#8c564b", "#1f77b4", "#ff7f0e", "#946
 
 
 def energy_category(arch: str, N: float) -> str:
-    if str(arch).startswith("ann_"):
+    if N is None or math.isnan(N):  # no spike levels: an ANN
         return "ANN"
     return "binary SNN" if N == 1 else "multi-level SNN"
 

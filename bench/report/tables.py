@@ -18,13 +18,10 @@ import pandas as pd
 
 from bench import schema
 from bench.errors import BenchError
+from bench.models import ARCHITECTURES
+from bench.neurons import ESTIMATORS
 from bench.report.load import ALL_ENERGY_TERMS, SUM_PROBE, Records
 
-ARCH_NAMES = {"sew_resnet18": "SEW-ResNet18", "sparse_resnet18": "Sparse-ResNet18",
-              "spiking_resnet18": "Spiking-ResNet18", "ann_resnet18": "ANN ResNet18",
-              "vgg16": "VGG16", "ann_vgg16": "ANN VGG16", "sew_resnet34": "SEW-ResNet34",
-              "sparse_resnet34": "Sparse-ResNet34"}
-ESTIMATOR_NAMES = {"sigmoid": "SG", "ste": "STE", "ste_clipped": "STE-clipped"}
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,22 @@ DESCRIPTIVE = ("arch", "dataset", "T", "N", "barrier_estimator", "epochs", "ener
 # ----------------------------------------------------------------------------- labels
 
 def display_arch(arch: Any) -> str:
-    return ARCH_NAMES.get(str(arch), str(arch))
+    """The architecture's registered label ('Sparse-ResNet18'), else its name."""
+    return ARCHITECTURES.meta(str(arch), "label") or str(arch)
 
 
 def has_barrier(arch: Any) -> bool:
-    return str(arch).startswith("sparse_")
+    return bool(ARCHITECTURES.meta(str(arch), "barrier"))
+
+
+def ann_of(arch: Any) -> str | None:
+    """The registered ANN of the same architecture, if any."""
+    return ARCHITECTURES.meta(str(arch), "ann")
+
+
+def display_estimator(name: Any) -> str:
+    cls = ESTIMATORS.get(str(name)) if str(name) in ESTIMATORS else None
+    return getattr(cls, "label", "") or str(name)
 
 
 def run_label(row: pd.Series | dict, keys: list[str], with_estimator: bool = False,
@@ -60,20 +68,19 @@ def run_label(row: pd.Series | dict, keys: list[str], with_estimator: bool = Fal
     """'Sparse-ResNet18 + STE, N=4': architecture first, then the other grouping keys.
 
     Keys that mean nothing to the architecture are hidden unless `full`: the barrier
-    estimator (named only for architectures with barrier neurons) and T, N for an ANN.
+    estimator (named only for architectures with barrier neurons) and keys without a value
+    (T and N of an ANN).
     """
     arch = row.get("arch")
     parts = [display_arch(arch)] if "arch" in row else []
     est = row.get("barrier_estimator")
     if has_barrier(arch) and est is not None and (with_estimator or "barrier_estimator" in keys):
-        parts[-1] += f" + {ESTIMATOR_NAMES.get(str(est), str(est))}"
+        parts[-1] += f" + {display_estimator(est)}"
     hidden = {"arch"} if full else {"arch", "barrier_estimator"}
-    if str(arch).startswith("ann_") and not full:
-        hidden |= {"T", "N"}
     if full and has_barrier(arch):
         hidden.add("barrier_estimator")  # already named after the architecture
     rest = [f"{k}={_fmt_key(row[k])}" if k != "energy_settings" else _energy_label(row[k])
-            for k in keys if k not in hidden]
+            for k in keys if k not in hidden and not _missing(row.get(k))]
     return ", ".join(parts[:1] + rest) if parts else ", ".join(rest) or "all runs"
 
 
@@ -83,6 +90,10 @@ def _energy_label(settings: Any) -> str:
         return "energy: not recorded"
     model, _, rest = settings.removeprefix("model ").partition(", ")
     return f"energy: {model}, {rest.split(' counting')[0]}"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _fmt_key(value: Any) -> str:
