@@ -138,6 +138,8 @@ class WorkerJob:
     env: dict[str, str] = field(default_factory=dict)
     threads: int | None = None  # torch intra-op threads when workers share the CPU
     parent: int = 0  # the supervising process's pid
+    # plugin files and modules the parent's registries came from (bench.plugins.worker_plugins)
+    plugins: dict[str, list[str]] = field(default_factory=dict)
 
 
 def worker_main(job: WorkerJob) -> None:
@@ -158,6 +160,10 @@ def _work(job: WorkerJob) -> None:
         import torch
 
         torch.set_num_threads(job.threads)
+    if job.plugins:
+        from bench.plugins import load_worker_plugins
+
+        load_worker_plugins(job.plugins)  # a spawned interpreter: the registries start empty
     spec = job.spec
     storage = open_storage(job.storage, Path(job.results) / spec.name)
     study = optuna.load_study(study_name=spec.name, storage=storage, pruner=make_pruner(spec))
@@ -247,10 +253,13 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
     threads = cpu_threads(workers, envs)
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
     started: set[int] = set()
+    from bench.plugins import worker_plugins
+
+    plugins = worker_plugins()
 
     def start(i: int) -> None:
         job = WorkerJob(spec, storage_url, results, index=i, env=envs[i], threads=threads,
-                        parent=os.getpid())
+                        parent=os.getpid(), plugins=plugins)
         procs[i] = ctx.Process(target=worker_main, args=(job,), name=f"bench-sweep-{i}")
         procs[i].start()
         started.add(procs[i].pid)
