@@ -26,11 +26,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from bench import schema
 from bench.config import RunConfig
 from bench.errors import BenchError
+from bench.record import read_summary
 
-LAST, BEST = "last.ckpt", "best.ckpt"
-MONITOR, MODE = "val/acc", "max"
+LAST, BEST = schema.LAST_CKPT, schema.BEST_CKPT
+MONITOR, MODE = schema.logged("val", schema.ACC), "max"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -87,7 +89,7 @@ def checkpoint_callbacks(cfg: RunConfig, folder: Path) -> list[ModelCheckpoint]:
 
 def checkpoint_files(folder: Path) -> dict[str, str]:
     """summary.json's `checkpoints`: which of last/best exist, as paths relative to the folder."""
-    return {name: file for name, file in (("last", LAST), ("best", BEST))
+    return {name: file for name, file in schema.CHECKPOINT_FILES.items()
             if (Path(folder) / file).is_file()}
 
 
@@ -121,15 +123,11 @@ class RngState(L.Callback):
 def resumable(folder: Path) -> bool:
     """A run folder that `execute(..., resume=True)` continues: last.ckpt and not completed."""
     folder = Path(folder)
-    return (folder / LAST).is_file() and _status(folder) != "completed"
+    return (folder / LAST).is_file() and _status(folder) != schema.COMPLETED
 
 
 def _status(folder: Path) -> str | None:
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary.get("status") if isinstance(summary, dict) else None
+    return read_summary(folder).get(schema.STATUS)
 
 
 def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
@@ -138,24 +136,24 @@ def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
     from bench.config import build_config, keys
 
     folder = Path(folder)
-    config_file = folder / "config.json"
+    config_file = folder / schema.CONFIG_FILE
     if not config_file.is_file():
-        raise BenchError(f"--resume {folder}: no config.json there (not a run folder)")
+        raise BenchError(f"--resume {folder}: no {schema.CONFIG_FILE} there (not a run folder)")
     if not (folder / LAST).is_file():
         raise BenchError(f"--resume {folder}: no {LAST} there (the run kept no checkpoint yet, "
                          f"or ran with checkpoint=best/none)")
-    if _status(folder) == "completed":
-        raise BenchError(f"--resume {folder}: the run is already completed (summary.json)")
+    if _status(folder) == schema.COMPLETED:
+        raise BenchError(f"--resume {folder}: the run is already completed ({schema.SUMMARY_FILE})")
     try:
         saved = json.loads(config_file.read_text())
     except (OSError, ValueError):
-        raise BenchError(f"--resume {folder}: config.json is not valid JSON") from None
+        raise BenchError(f"--resume {folder}: {schema.CONFIG_FILE} is not valid JSON") from None
     if not isinstance(saved, dict):
-        raise BenchError(f"--resume {folder}: config.json is not a mapping of config keys")
-    trial = saved.get("trial") if isinstance(saved.get("trial"), int) else None
+        raise BenchError(f"--resume {folder}: {schema.CONFIG_FILE} is not a mapping of config keys")
+    trial = saved.get(schema.TRIAL) if isinstance(saved.get(schema.TRIAL), int) else None
     # the folder may have moved since: it names the run (results/<study>/runs/<run_id>)
     here = folder.resolve()
-    if here.parent.name != "runs":
+    if here.parent.name != schema.RUNS_DIR:
         raise BenchError(f"--resume {folder}: expected a folder RESULTS/<study>/runs/<run_id>")
     where = {"results": str(here.parent.parent.parent), "study": here.parent.parent.name,
              "run_id": here.name}

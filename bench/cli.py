@@ -34,7 +34,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from bench.sweep import main_sweep
 
     return main_sweep(args.file, sets=args.set, workers=args.workers, storage=args.storage,
-                      results=args.results)
+                      results=args.results, plugins=args.plugin)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 
+from bench import schema
 from bench.checkpoint import BEST, LAST
 from bench.config import NETWORK_KEYS, RunConfig, parse_sets
 from bench.errors import BenchError
@@ -88,9 +89,9 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
     module.cfg = cfg
     eval_id = f"{split}-{ckpt.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     which = ckpt.stem if ckpt.parent == run and ckpt.name in (BEST, LAST) else str(ckpt)
-    identity = {"eval_of": cfg.run_id, "eval_id": eval_id, "checkpoint": which, "split": split,
-                "sets": sets}
-    record = RunRecord(cfg, directory=run / "evals" / eval_id)
+    identity = {schema.EVAL_OF: cfg.run_id, schema.EVAL_ID: eval_id, schema.CHECKPOINT: which,
+                schema.SPLIT: split, schema.SETS: sets}
+    record = RunRecord(cfg, directory=run / schema.EVALS_DIR / eval_id)
     probes = build_probes(cfg)
     probes.pop("grads", None)  # nothing is trained
     started, trainer, logger = time.perf_counter(), None, None
@@ -110,24 +111,27 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             run_split = trainer.test if split == "test" else trainer.validate
             run_split(module, datamodule=datamodule, verbose=False)
-        summary = {**summarize(trainer, probes, None, started, split), "epochs_completed": epochs}
+        summary = {**summarize(trainer, probes, None, started, split),
+                   schema.EPOCHS_COMPLETED: epochs}
         table = probes["spikes"].last.get(split) if "spikes" in probes else None
         if table:
             record.add_layers(split, epochs, table)
             if logger is not None:
                 log_layers(logger, record.dir)
-        summary["wandb_dir"] = run_folder(logger)
-        final = record.write_summary({"status": "completed", "error": None, **identity, **summary})
+        summary[schema.WANDB_DIR] = run_folder(logger)
+        final = record.write_summary({schema.STATUS: schema.COMPLETED, schema.ERROR: None,
+                                      **identity, **summary})
         finish(logger, final)
         return final
     except BaseException as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         summary = summarize(trainer, probes, None, started, split)
         try:
-            summary["wandb_dir"] = finish(logger, {**summary, "status": "failed"})
+            summary[schema.WANDB_DIR] = finish(logger, {**summary, schema.STATUS: schema.FAILED})
         except Exception:  # a broken W&B run must not hide the real error
-            summary["wandb_dir"] = None
-        record.write_summary({"status": "failed", "error": error, **identity, **summary})
+            summary[schema.WANDB_DIR] = None
+        record.write_summary({schema.STATUS: schema.FAILED, schema.ERROR: error, **identity,
+                              **summary})
         raise
 
 
@@ -141,13 +145,12 @@ def main_eval(target: str, sets: list[str] | None = None, split: str = "test") -
     except Exception as exc:  # noqa: BLE001 - a failed eval is one line plus its record
         print(f"bench eval: eval failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    acc = summary["test_acc"] if split == "test" else summary["val_acc"]
-    rows = [(f"{split}_acc", acc), ("spikes_total_per_image", summary["spikes_total_per_image"]),
-            ("energy_uj_per_image", summary["energy_uj_per_image"]),
-            ("checkpoint", summary["checkpoint"]),
-            ("record", str(Path(target if Path(target).is_dir() else Path(target).parent)
-                           / "evals" / summary["eval_id"]))]
-    if summary.get("wandb_dir"):
-        rows.append(("wandb (offline: `wandb sync DIR`)", summary["wandb_dir"]))
-    print(tabulate(rows, headers=["", f"eval of {summary['eval_of']}"], floatfmt=".4g"))
+    acc = schema.TEST_ACC if split == "test" else schema.VAL_ACC
+    rows = [(k, summary[k]) for k in (acc, schema.SPIKES_TOTAL_PER_IMAGE,
+                                      schema.ENERGY_UJ_PER_IMAGE, schema.CHECKPOINT)]
+    rows.append(("record", str(Path(target if Path(target).is_dir() else Path(target).parent)
+                               / schema.EVALS_DIR / summary[schema.EVAL_ID])))
+    if summary.get(schema.WANDB_DIR):
+        rows.append(("wandb (offline: `wandb sync DIR`)", summary[schema.WANDB_DIR]))
+    print(tabulate(rows, headers=["", f"eval of {summary[schema.EVAL_OF]}"], floatfmt=".4g"))
     return 0

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from bench import schema
 from bench.config import RunConfig, keys
 from bench.models import ARCHITECTURES, build_model
 
@@ -68,8 +69,9 @@ class SpikingClassifier(L.LightningModule):
         acc.update(logits.detach(), y)
         mean.update(loss.detach(), weight=y.shape[0])
         on_step = split == "train"
-        self.log(f"{split}/loss", mean, on_step=False, on_epoch=True)
-        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=split != "test")
+        self.log(schema.logged(split, schema.LOSS), mean, on_step=False, on_epoch=True)
+        self.log(schema.logged(split, schema.ACC), acc, on_step=False, on_epoch=True,
+                 prog_bar=split != "test")
         if on_step:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss

@@ -2,7 +2,9 @@
 
 config.json at the start; metrics.csv, layers.csv and grads.csv as training goes; summary.json
 with status "running" at the start and its final form at the end, each write atomic (a temp file
-renamed over the old one) so a killed run never leaves a half-written file.
+renamed over the old one) so a killed run never leaves a half-written file. This module is the
+only writer of summary.json (a sweep marks or fills in a trial's through the functions at the
+end); the names of files, fields and columns are bench.schema's.
 """
 
 from __future__ import annotations
@@ -18,26 +20,25 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench import schema
 from bench.config import RunConfig
-
-METRIC_COLUMNS = ["epoch", "step", "train/loss", "train/acc", "val/loss", "val/acc",
-                  "val/spikes_total_per_image", "val/energy_uj_per_image", "time_s"]
-LAYER_COLUMNS = ["split", "epoch", "probe", "kind", "index", "levels", "neurons",
-                 "spikes_per_image", "nonzero_per_image", "max_spike", "rate"]
-GRAD_COLUMNS = ["step", "group", "grad_norm"]
 
 
 def run_dir(cfg: RunConfig) -> Path:
-    return Path(cfg.results) / cfg.study / "runs" / cfg.run_id
+    return Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no temp file left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -68,9 +69,6 @@ def _git_commit() -> str | None:
         return None
 
 
-CSV_FILES = {"metrics.csv": METRIC_COLUMNS, "layers.csv": LAYER_COLUMNS, "grads.csv": GRAD_COLUMNS}
-
-
 class RunRecord:
     """A run's folder (`run_dir(cfg)` unless `directory` is given, as for an eval record).
 
@@ -83,20 +81,21 @@ class RunRecord:
         self.cfg, self.trial = cfg, trial
         self.dir = Path(directory) if directory is not None else run_dir(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.rows = {name: 0 for name in CSV_FILES}
+        self.rows = {name: 0 for name in schema.CSV_COLUMNS}
         if not resume:
-            config = {**cfg.to_dict(), "versions": _versions(), "git_commit": _git_commit(),
-                      "host": socket.gethostname(), "argv": sys.argv, "trial": trial}
-            write_json_atomic(self.dir / "config.json", config)
-            for name, columns in CSV_FILES.items():
+            config = {**cfg.to_dict(), schema.VERSIONS: _versions(),
+                      schema.GIT_COMMIT: _git_commit(), schema.HOST: socket.gethostname(),
+                      schema.ARGV: sys.argv, schema.TRIAL: trial}
+            write_json_atomic(self.dir / schema.CONFIG_FILE, config)
+            for name, columns in schema.CSV_COLUMNS.items():
                 with open(self.dir / name, "w", newline="") as f:
                     csv.writer(f).writerow(columns)
-        self.write_summary({"status": "running"})
+        self.write_summary({schema.STATUS: schema.RUNNING})
 
     def truncate(self, rows: dict[str, int]) -> None:
         """Keep the header and the first rows[name] data rows of each CSV (atomically): rows
         written after a checkpoint are written again when the run resumes from it."""
-        for name in CSV_FILES:
+        for name in schema.CSV_COLUMNS:
             path, keep = self.dir / name, int(rows.get(name, 0))
             with open(path, "rb") as f:
                 lines = f.readlines()[:keep + 1]
@@ -116,18 +115,62 @@ class RunRecord:
         self.rows[name] += len(rows)
 
     def add_metrics(self, row: dict) -> None:
-        self._append("metrics.csv", METRIC_COLUMNS, [row])
+        self._append(schema.METRICS_FILE, schema.METRIC_COLUMNS, [row])
 
     def add_layers(self, split: str, epoch: int, table: dict[str, dict]) -> None:
-        self._append("layers.csv", LAYER_COLUMNS,
-                     ({"split": split, "epoch": epoch, "probe": probe, **stats}
+        self._append(schema.LAYERS_FILE, schema.LAYER_COLUMNS,
+                     ({schema.SPLIT: split, schema.EPOCH: epoch, schema.PROBE: probe, **stats}
                       for probe, stats in table.items()))
 
     def add_grads(self, rows: list[dict]) -> None:
-        self._append("grads.csv", GRAD_COLUMNS, rows)
+        self._append(schema.GRADS_FILE, schema.GRAD_COLUMNS, rows)
 
     def write_summary(self, fields: dict) -> dict:
-        summary = {"config": self.cfg.to_dict(), "run_id": self.cfg.run_id,
-                   "study": self.cfg.study, "trial": self.trial, **fields}
-        write_json_atomic(self.dir / "summary.json", summary)
+        summary = {schema.CONFIG: self.cfg.to_dict(), schema.RUN_ID: self.cfg.run_id,
+                   schema.STUDY: self.cfg.study, schema.TRIAL: self.trial, **fields}
+        write_json_atomic(self.dir / schema.SUMMARY_FILE, summary)
         return summary
+
+
+def read_summary(folder: str | Path | None) -> dict[str, Any]:
+    """A record folder's summary.json; {} when there is none or it is not a JSON object."""
+    if not folder:
+        return {}
+    try:
+        data = json.loads((Path(folder) / schema.SUMMARY_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def mark_summary(folder: str | Path | None, status: str, error: str) -> None:
+    """Set a stopped run's status and error (it keeps what it measured so far); nothing when it
+    has no summary yet, or when the write fails (e.g. the disk is still full: whoever settles
+    the run next marks it again)."""
+    summary = read_summary(folder)
+    if not summary:
+        return
+    try:
+        write_json_atomic(Path(folder) / schema.SUMMARY_FILE,
+                          {**summary, schema.STATUS: status, schema.ERROR: error})
+    except OSError:
+        pass
+
+
+def write_failure_summary(folder: Path, *, study: str, trial: int | None, config: dict[str, Any],
+                          error: str, traceback: str | None = None) -> None:
+    """A run that failed before its record started (e.g. a bad value in a sweep trial's grid
+    point) still leaves summary.json, so reports see it; `config` holds the requested keys only.
+    A run that recorded its own failure keeps its summary; a bug's `traceback` is added to it."""
+    folder = Path(folder)
+    summary = read_summary(folder)
+    if summary.get(schema.STATUS) in (None, schema.RUNNING):
+        base = {schema.RUN_ID: folder.name, schema.STUDY: study, schema.TRIAL: trial,
+                schema.CONFIG: config}
+        summary = {**base, **summary, schema.STATUS: schema.FAILED, schema.ERROR: error}
+    elif traceback is None:
+        return  # the run recorded its failure itself
+    if traceback is not None:
+        summary[schema.TRACEBACK] = traceback
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / schema.SUMMARY_FILE, summary)

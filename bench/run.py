@@ -14,12 +14,13 @@ from typing import Any, Sequence
 
 import lightning as L
 
+from bench import schema
 from bench.config import RunConfig, build_config, load_yaml, parse_sets, plugin_layer
 from bench.errors import BenchError
 from bench.record import RunRecord, run_dir
 
-SUMMARY_TABLE_KEYS = ("test_acc", "spikes_total_per_image", "nonzero_total_per_image",
-                      "energy_uj_per_image", "duration_s")
+SUMMARY_TABLE_KEYS = (schema.TEST_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
+                      schema.NONZERO_TOTAL_PER_IMAGE, schema.ENERGY_UJ_PER_IMAGE, schema.DURATION_S)
 
 
 def new_run_id(cfg: RunConfig) -> str:
@@ -50,10 +51,10 @@ class RecordWriter(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         m = trainer.callback_metrics
-        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                               "time_s": round(time.perf_counter() - self._t0, 3)}
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/spikes_total_per_image",
-                    "val/energy_uj_per_image"):
+        row: dict[str, Any] = {schema.EPOCH: trainer.current_epoch,
+                               schema.STEP: trainer.global_step,
+                               schema.TIME_S: round(time.perf_counter() - self._t0, 3)}
+        for key in schema.EPOCH_METRICS:
             if key in m:
                 row[key] = float(m[key])
         self.record.add_metrics(row)
@@ -99,28 +100,31 @@ def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: 
     """The measured fields of summary.json (README, "The run record"); spikes and energy are
     those of `split` (a run's test set; an eval's chosen split)."""
     m = trainer.callback_metrics if trainer is not None else {}
+    test_acc, test_loss = schema.logged("test", schema.ACC), schema.logged("test", schema.LOSS)
+    val_acc = schema.logged("val", schema.ACC)
     # a run resumed after its last epoch trains nothing: its val/acc is the checkpoint's row
-    val_acc = m["val/acc"] if "val/acc" in m else (writer.last_row.get("val/acc") if writer else None)
+    val = m[val_acc] if val_acc in m else (writer.last_row.get(val_acc) if writer else None)
     out: dict[str, Any] = {
-        "test_acc": float(m["test/acc"]) if "test/acc" in m else None,
-        "test_loss": float(m["test/loss"]) if "test/loss" in m else None,
-        "val_acc": float(val_acc) if val_acc is not None else None,
-        "epochs_completed": writer.epochs_completed if writer else 0,
-        "duration_s": round(time.perf_counter() - started, 3),
+        schema.TEST_ACC: float(m[test_acc]) if test_acc in m else None,
+        schema.TEST_LOSS: float(m[test_loss]) if test_loss in m else None,
+        schema.VAL_ACC: float(val) if val is not None else None,
+        schema.EPOCHS_COMPLETED: writer.epochs_completed if writer else 0,
+        schema.DURATION_S: round(time.perf_counter() - started, 3),
     }
     spikes = probes.get("spikes")
     table = spikes.last.get(split, {}) if spikes is not None else {}
-    out["spikes_per_image"] = {p: s["spikes_per_image"] for p, s in table.items()}
-    out["spikes_total_per_image"] = sum(out["spikes_per_image"].values()) if table else None
-    out["nonzero_per_image"] = {p: s["nonzero_per_image"] for p, s in table.items()}
-    out["nonzero_total_per_image"] = sum(out["nonzero_per_image"].values()) if table else None
-    out["max_spike_per_probe"] = {p: s["max_spike"] for p, s in table.items()}
+    # the probes' per-probe numbers and their sums (a layers.csv column is a summary field)
+    for per_probe, total in ((schema.SPIKES_PER_IMAGE, schema.SPIKES_TOTAL_PER_IMAGE),
+                             (schema.NONZERO_PER_IMAGE, schema.NONZERO_TOTAL_PER_IMAGE)):
+        out[per_probe] = {p: s[per_probe] for p, s in table.items()}
+        out[total] = sum(out[per_probe].values()) if table else None
+    out[schema.MAX_SPIKE_PER_PROBE] = {p: s[schema.MAX_SPIKE] for p, s in table.items()}
     energy = probes.get("energy")
     breakdown = energy.last.get(split) if energy is not None else None
-    out["energy_uj_per_image"] = breakdown["total_uj_per_image"] if breakdown else None
-    out["energy"] = breakdown
+    out[schema.ENERGY_UJ_PER_IMAGE] = breakdown[schema.ENERGY_TOTAL_UJ] if breakdown else None
+    out[schema.ENERGY] = breakdown
     grads = probes.get("grads")
-    out["grad_norm_per_block"] = dict(grads.epoch_means) if grads is not None else {}
+    out[schema.GRAD_NORM_PER_BLOCK] = dict(grads.epoch_means) if grads is not None else {}
     return out
 
 
@@ -182,28 +186,28 @@ def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.C
                         weights_only=True)
             trainer.test(module, datamodule=datamodule, verbose=False)
         summary = summarize(trainer, probes, writer, started)
-        summary["checkpoints"] = checkpoint_files(record.dir)
+        summary[schema.CHECKPOINTS] = checkpoint_files(record.dir)
         if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
             tracking.log_test_spikes(logger, probes["spikes"].last["test"])
             tracking.log_layers(logger, record.dir)
-        summary.update(wandb_dir=tracking.run_folder(logger), wandb_run=tracking.run_path(logger))
-        final = record.write_summary({"status": "completed", "error": None, **summary})
+        summary.update(tracking.run_fields(logger))
+        final = record.write_summary({schema.STATUS: schema.COMPLETED, schema.ERROR: None,
+                                      **summary})
         tracking.finish(logger, final, record.dir)  # the final record goes into the artifact
         return final
     except BaseException as exc:
-        status = "pruned" if type(exc).__name__ == "TrialPruned" else "failed"
+        status = schema.PRUNED if type(exc).__name__ == "TrialPruned" else schema.FAILED
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         summary = summarize(trainer, probes, writer, started)
-        summary["checkpoints"] = checkpoint_files(record.dir)
+        summary[schema.CHECKPOINTS] = checkpoint_files(record.dir)
         try:  # a broken W&B run must not hide the real error
-            summary.update(wandb_dir=tracking.run_folder(logger),
-                           wandb_run=tracking.run_path(logger))
-            final = record.write_summary({"status": status, "error": error, **summary})
+            summary.update(tracking.run_fields(logger))
+            final = record.write_summary({schema.STATUS: status, schema.ERROR: error, **summary})
             if logger is not None:  # a pruned or failed run's epochs so far
                 tracking.log_layers(logger, record.dir)
             tracking.finish(logger, final, record.dir)
         except Exception:  # noqa: BLE001
-            record.write_summary({"status": status, "error": error, **summary})
+            record.write_summary({schema.STATUS: status, schema.ERROR: error, **summary})
         raise
 
 
@@ -217,9 +221,9 @@ def _print_summary(summary: dict, path: Path) -> None:
 
     rows = [(k, summary.get(k)) for k in SUMMARY_TABLE_KEYS]
     rows.append(("record", str(path)))
-    if summary.get("wandb_dir"):
-        rows.append(("wandb (offline: `wandb sync DIR`)", summary["wandb_dir"]))
-    print(tabulate(rows, headers=["", summary["config"]["arch"]], floatfmt=".4g"))
+    if summary.get(schema.WANDB_DIR):
+        rows.append(("wandb (offline: `wandb sync DIR`)", summary[schema.WANDB_DIR]))
+    print(tabulate(rows, headers=["", summary[schema.CONFIG]["arch"]], floatfmt=".4g"))
 
 
 def main_run(config_file: str | None = None, sets: list[str] | None = None,

@@ -18,12 +18,13 @@ from typing import Any
 
 import lightning as L
 
+from bench import schema
 from bench.config import RunConfig
 
-RECORD_FILES = ("config.json", "summary.json", "metrics.csv", "layers.csv", "grads.csv")
-CHECKPOINTS = ("best.ckpt", "last.ckpt")
-LAYER_TABLE_COLUMNS = ["split", "epoch", "probe", "kind", "index", "spikes_per_image",
-                       "nonzero_per_image", "max_spike", "rate"]
+RECORD_FILES = schema.RECORD_FILES
+CHECKPOINTS = (schema.BEST_CKPT, schema.LAST_CKPT)
+# layers.csv as a W&B table, without the per-probe constants levels and neurons
+LAYER_TABLE_COLUMNS = [c for c in schema.LAYER_COLUMNS if c not in (schema.LEVELS, schema.NEURONS)]
 WANDB_INIT_TIMEOUT_S = 30  # an online run that cannot reach its server falls back to offline
 
 
@@ -52,7 +53,7 @@ def run_notes(cfg: RunConfig) -> str:
                f"{cfg.barrier_estimator})" if cfg.spiking else "ANN")
     return (f"{cfg.arch} on {cfg.dataset}, {neurons}, {cfg.optimizer} lr {cfg.resolved_lr():g}, "
             f"{cfg.epochs} epochs, seed {cfg.seed}; run record "
-            f"{Path(cfg.results) / cfg.study / 'runs' / cfg.run_id}")
+            f"{Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id}")
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
@@ -103,7 +104,8 @@ def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None, *,
 
 def wandb_run_id(save_dir: Path) -> str | None:
     """The id of the latest W&B run under save_dir (folders wandb/<offline-run|run>-<time>-<id>)."""
-    runs = sorted(p.name for p in (Path(save_dir) / "wandb").glob("*run-*-*") if p.is_dir())
+    runs = sorted(p.name for p in (Path(save_dir) / schema.WANDB_FOLDER).glob("*run-*-*")
+                  if p.is_dir())
     return runs[-1].rsplit("-", 1)[-1] if runs else None
 
 
@@ -131,15 +133,20 @@ def run_folder(logger) -> str | None:
     return str(Path(logger.experiment.dir).parent)
 
 
+def run_fields(logger) -> dict[str, str | None]:
+    """summary.json's W&B fields: the local run folder and the run path."""
+    return {schema.WANDB_DIR: run_folder(logger), schema.WANDB_RUN: run_path(logger)}
+
+
 def _is_sum(layers):
-    return layers["probe"].astype(str).str.fullmatch(r"sum\d+")
+    return layers[schema.PROBE].astype(str).str.fullmatch(r"sum\d+")
 
 
 def _depth_order(layers):
     """Residual sums sum0..sumK (the avalanche; SEW's adds, Sparse's barriers) if the model has
     any, else every probe; by depth."""
     sums = layers[_is_sum(layers)]
-    return (sums if not sums.empty else layers).sort_values("index")
+    return (sums if not sums.empty else layers).sort_values(schema.INDEX)
 
 
 def log_layers(logger, record_dir: Path) -> None:
@@ -149,19 +156,19 @@ def log_layers(logger, record_dir: Path) -> None:
     import pandas as pd
     import wandb
 
-    layers = pd.read_csv(Path(record_dir) / "layers.csv")
+    layers = pd.read_csv(Path(record_dir) / schema.LAYERS_FILE)
     if layers.empty:
         return
     rows = layers[LAYER_TABLE_COLUMNS].astype(object).where(layers[LAYER_TABLE_COLUMNS].notna())
     xs, ys, keys = [], [], []
     for split in ("val", "test"):
-        part = layers[layers["split"] == split]
+        part = layers[layers[schema.SPLIT] == split]
         if part.empty:
             continue
-        last = _depth_order(part[part["epoch"] == part["epoch"].max()])
+        last = _depth_order(part[part[schema.EPOCH] == part[schema.EPOCH].max()])
         xs.append(list(range(len(last))))
-        ys.append([float(v) for v in last["spikes_per_image"]])
-        keys.append(f"val (epoch {int(last['epoch'].iloc[0])})" if split == "val" else split)
+        ys.append([float(v) for v in last[schema.SPIKES_PER_IMAGE]])
+        keys.append(f"val (epoch {int(last[schema.EPOCH].iloc[0])})" if split == "val" else split)
     what = "residual sum" if _is_sum(layers).any() else "probe"
     logger.experiment.log({
         "layers": wandb.Table(columns=LAYER_TABLE_COLUMNS, data=rows.values.tolist()),
@@ -174,22 +181,23 @@ def log_layers(logger, record_dir: Path) -> None:
 def log_test_spikes(logger, table: dict[str, dict[str, Any]]) -> None:
     """Per-probe test spike counts as scalars (test/spikes/<probe>_per_image)."""
     logger.experiment.log(
-        {f"test/spikes/{probe}_per_image": s["spikes_per_image"] for probe, s in table.items()})
+        {f"test/spikes/{probe}_per_image": s[schema.SPIKES_PER_IMAGE]
+         for probe, s in table.items()})
 
 
 def summary_values(summary: dict[str, Any]) -> dict[str, Any]:
     """summary.json's scalars for the W&B summary. Names that W&B also logs as a curve keep its
     last point; the gradient norms' epoch mean gets its own name."""
     flat = {k: v for k, v in summary.items()
-            if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != "config"}
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool) and k != schema.CONFIG}
     flat.update({f"grad_norm_epoch_mean/{k}": v
-                 for k, v in (summary.get("grad_norm_per_block") or {}).items()})
-    energy = summary.get("energy") or {}
+                 for k, v in (summary.get(schema.GRAD_NORM_PER_BLOCK) or {}).items()})
+    energy = summary.get(schema.ENERGY) or {}
     # the settings (model, counting, sram, ...) and totals, then the eight terms in uJ per image
     flat.update({f"energy/{k}": v for k, v in energy.items()
                  if isinstance(v, (int, float, str, bool))})
     flat.update({f"energy/{k}_uj_per_image": v
-                 for k, v in (energy.get("breakdown_uj_per_image") or {}).items()})
+                 for k, v in (energy.get(schema.ENERGY_BREAKDOWN_UJ) or {}).items()})
     return flat
 
 
@@ -226,5 +234,5 @@ def finish(logger, summary: dict[str, Any], record_dir: Path | None = None) -> s
     folder = run_folder(logger)
     if record_dir is not None:
         log_artifacts(run, record_dir)
-    run.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+    run.finish(exit_code=0 if summary.get(schema.STATUS) == schema.COMPLETED else 1)
     return folder

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import schema
 from bench.cli import main
 from conftest import TINY, tiny_config
 
@@ -159,6 +160,9 @@ def test_eval_of_last_ckpt_reproduces_the_run(reference, capsys):
     layers = pd.read_csv(d / "evals" / e["eval_id"] / "layers.csv")
     assert set(layers["split"]) == {"test"} and len(layers) == len(s["spikes_per_image"])
     assert e["wandb_dir"] and list(Path(e["wandb_dir"]).glob("*.wandb"))
+    # README "The run record": a run's fields but two, and the eval's own
+    run_fields = {f.name for f in schema.SUMMARY_FIELDS if f.always} - {"checkpoints", "wandb_run"}
+    assert set(e) == run_fields | {f.name for f in schema.EVAL_FIELDS}
 
 
 def test_eval_under_value_counting_changes_energy_not_accuracy(reference):

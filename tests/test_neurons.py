@@ -1,4 +1,4 @@
-"""MultiLevelIF and its gradient estimators against paper.md, "Neuron (OURS)".
+"""MultiLevelIF and its gradient estimators against docs/method.md, "Neuron".
 
 References used: spikingjelly's IFNode (the binary neuron, as-is), exact rational arithmetic
 (fractions.Fraction) for the barrier, and hand-derived literals. Every input is tiny: the whole
@@ -42,7 +42,7 @@ def _ulp_neighbourhood(value: float, ulps: int) -> torch.Tensor:
 
 
 def _sigmoid_dydv(v: float, levels: int, theta: float, alpha: float) -> float:
-    """paper.md: dy/dv = (1/theta) sum_k alpha s(a_k)(1 - s(a_k)), a_k = alpha (N v/theta - k)."""
+    """docs/method.md: dy/dv = (1/theta) sum_k alpha s(a_k)(1 - s(a_k)), a_k = alpha (N v/theta - k)."""
     total = 0.0
     for k in range(1, levels + 1):
         sig = 1.0 / (1.0 + math.exp(-alpha * (levels * v / theta - k)))

@@ -127,3 +127,50 @@ def test_a_broken_plugin_names_its_file_and_line(tmp_path: Path) -> None:
     syntax.write_text("def f(:\n")
     with pytest.raises(BenchError, match=r"syntax.py, line 1: SyntaxError"):
         build_config({"plugins": [str(syntax)]})
+
+
+def test_sweep_workers_see_the_plugin(plugin: Path, tmp_path: Path) -> None:
+    import yaml
+
+    sweep = tmp_path / "mine.yaml"
+    fixed = {"dataset": "digits", "epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1,
+             "limit_test_batches": 1, "batch_size": 16, "wandb": "disabled", "arch": "tiny_net",
+             "neuron": "lif", "N": 2}
+    sweep.write_text(yaml.safe_dump({
+        "name": "mine", "method": "grid", "metric": {"name": "test_acc", "goal": "maximize"},
+        "parameters": {"estimator": {"values": ["triangle", "ste"]},
+                       **{k: {"value": v} for k, v in fixed.items()}}}))
+    seen = tmp_path / "seen.txt"
+    out = bench("sweep", str(sweep), "--plugin", str(plugin), "--workers", "2", "--results",
+                str(tmp_path / "results"), env={"PLUGIN_SEEN": str(seen)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[done 2 | running 0 | failed 0 | left 0]" in out.stdout
+    assert set(seen.read_text().split()) == {"triangle", "lif"}  # in the worker processes
+    runs = sorted((tmp_path / "results" / "mine" / "runs").iterdir())
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    assert sorted(c["estimator"] for c in configs) == ["ste", "triangle"]
+    assert all(c["plugins"] == [str(plugin)] and c["arch"] == "tiny_net" for c in configs)
+
+
+def test_a_module_imported_before_the_sweep_reaches_its_workers(plugin: Path,
+                                                                tmp_path: Path) -> None:
+    # the case: `python -c "import myplugin; ..."` registers in the parent only
+    module = tmp_path / "lib" / "my_imported_parts.py"
+    module.parent.mkdir()
+    module.write_text(plugin.read_text())
+    sweep = tmp_path / "imp.yaml"
+    sweep.write_text(
+        "name: imp\nmethod: grid\nmetric: {name: test_acc, goal: maximize}\nparameters:\n"
+        "  seed: {values: [0, 1]}\n  estimator: {value: triangle}\n  arch: {value: tiny_net}\n"
+        "  dataset: {value: digits}\n  epochs: {value: 1}\n  limit_train_batches: {value: 2}\n"
+        "  limit_val_batches: {value: 1}\n  limit_test_batches: {value: 1}\n"
+        "  batch_size: {value: 16}\n  wandb: {value: disabled}\n")
+    code = (f"import sys; sys.path.insert(0, {str(module.parent)!r}); import my_imported_parts; "
+            f"from bench.sweep import main_sweep; "
+            f"sys.exit(main_sweep({str(sweep)!r}, workers=2, results={str(tmp_path / 'r')!r}))")
+    seen = tmp_path / "seen.txt"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PLUGIN_SEEN": str(seen)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[done 2 | running 0 | failed 0 | left 0]" in out.stdout
+    assert "triangle" in seen.read_text().split()

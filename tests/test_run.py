@@ -10,9 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import schema
 from bench.cli import main
 
 RECORD_FILES = ("config.json", "summary.json", "metrics.csv", "layers.csv", "grads.csv")
+CSV_HEADERS = {
+    "metrics.csv": "epoch,step,train/loss,train/acc,val/loss,val/acc,val/spikes_total_per_image,"
+                   "val/energy_uj_per_image,time_s",
+    "layers.csv": "split,epoch,probe,kind,index,levels,neurons,spikes_per_image,nonzero_per_image,"
+                  "max_spike,rate",
+    "grads.csv": "step,group,grad_norm"}
 
 
 def record_dir(study: dict, arch: str) -> Path:
@@ -25,6 +32,7 @@ def test_record_files_and_sane_values(digits_study, arch):
     for name in RECORD_FILES:
         assert (d / name).is_file(), name
     s = json.loads((d / "summary.json").read_text())
+    assert list(s) == [f.name for f in schema.SUMMARY_FIELDS if f.always]  # README's, in order
     assert s["status"] == "completed" and s["error"] is None
     for key in ("dataset", "arch", "T", "N", "estimator", "barrier_estimator", "seed"):
         assert key in s["config"]
@@ -40,6 +48,10 @@ def test_record_files_and_sane_values(digits_study, arch):
     assert all(v >= 0 for v in s["grad_norm_per_block"].values())
     config = json.loads((d / "config.json").read_text())
     assert config["versions"]["torch"] and config["arch"] == arch
+    assert set(schema.PROVENANCE) <= set(config)
+    # the CSV formats old records were written in (bench.schema names them; reports read both)
+    for name, header in CSV_HEADERS.items():
+        assert (d / name).read_text().splitlines()[0] == header
     metrics = pd.read_csv(d / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1]
     assert metrics["val/acc"].between(0, 1).all() and metrics["train/loss"].gt(0).all()

@@ -112,8 +112,8 @@ def test_a_torn_last_journal_line_is_cut_off_and_the_sweep_completes(tmp_path, c
 
 
 def test_a_full_disk_in_a_trial_requeues_it_and_stops_its_worker(tmp_path, monkeypatch):
-    from bench.sweep import study as study_mod
-    from bench.sweep.study import pop_waiting, run_trial, study_id
+    from bench.sweep import objective as objective_mod
+    from bench.sweep.queue import pop_waiting, run_trial, study_id
     from bench.sweep.workers import WorkerJob
 
     spec = grid_spec()
@@ -124,7 +124,7 @@ def test_a_full_disk_in_a_trial_requeues_it_and_stops_its_worker(tmp_path, monke
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "metrics.csv")
 
-    monkeypatch.setattr(study_mod, "objective", no_space)
+    monkeypatch.setattr(objective_mod, "objective", no_space)
     assert run_trial(study, storage, tid, WorkerJob(spec, None, str(tmp_path))) == "disk full"
     every = storage.get_all_trials(sid)
     stopped = every[0]
@@ -137,7 +137,7 @@ def test_a_full_disk_in_a_trial_requeues_it_and_stops_its_worker(tmp_path, monke
 def _worker_on_a_full_disk(job) -> None:
     """A worker that claims a trial, then finds the disk full."""
     from bench.sweep.storage import OWNER, open_storage, owner_info
-    from bench.sweep.study import pop_waiting, study_id
+    from bench.sweep.queue import pop_waiting, study_id
     from bench.sweep.workers import DISK_FULL
 
     storage = open_storage(job.storage, Path(job.results) / job.spec.name)
@@ -166,7 +166,7 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_it_resumes_later(tmp_path, 
 def _worker_killed_on_trial_0(job) -> None:
     """A worker that is killed (kill -9, the OOM killer) in trial 0 and completes the others."""
     from bench.sweep.storage import OWNER, open_storage, owner_info
-    from bench.sweep.study import pop_waiting, study_id
+    from bench.sweep.queue import pop_waiting, study_id
 
     storage = open_storage(job.storage, Path(job.results) / job.spec.name)
     sid = study_id(storage, job.spec.name)

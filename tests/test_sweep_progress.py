@@ -127,7 +127,7 @@ def test_sweep_files_are_wandb_schema_plus_the_bench_key(file):
 
 def test_legacy_top_level_baseline_still_reads_and_continues_its_study(tmp_path):
     from bench.sweep.storage import open_storage
-    from bench.sweep.study import SPEC_ATTR, open_study, study_id
+    from bench.sweep.queue import SPEC_ATTR, open_study, study_id
 
     body = {"name": "old", "method": "grid", "parameters": {"seed": {"values": [0, 1]}}}
     old = parse_spec({**body, "baseline": {"arch": "vgg16"}})

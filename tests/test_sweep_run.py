@@ -219,7 +219,7 @@ def test_hyperband_reports_every_epoch_to_the_pruner(tmp_path):
 
 def journal_study(tmp_path: Path, spec):
     from bench.sweep.storage import open_storage
-    from bench.sweep.study import open_study
+    from bench.sweep.queue import open_study
 
     storage = open_storage(None, tmp_path / spec.name)
     return storage, open_study(spec, storage)
@@ -233,7 +233,7 @@ def grid_spec(name: str = "g", **top):
 
 
 def test_enqueue_is_idempotent_and_a_dead_creator_is_taken_over(tmp_path):
-    from bench.sweep.study import CREATOR_ATTR, ENQUEUED_ATTR, open_study, study_id
+    from bench.sweep.queue import CREATOR_ATTR, ENQUEUED_ATTR, open_study, study_id
 
     spec = grid_spec()
     storage, study = journal_study(tmp_path, spec)
@@ -281,7 +281,7 @@ def test_rerun_with_other_settings_exits_2(tmp_path, capsys):
 def test_recover_settles_dead_trials_from_their_records(tmp_path):
     from bench.record import write_json_atomic
     from bench.sweep.storage import OWNER
-    from bench.sweep.study import pop_waiting, recover, study_id
+    from bench.sweep.queue import pop_waiting, recover, study_id
 
     spec = grid_spec()
     storage, study = journal_study(tmp_path, spec)

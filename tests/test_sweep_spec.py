@@ -115,7 +115,7 @@ def test_paper_sweeps_parse_as_they_are_and_on_digits(name, size, digits_size):
     assert spec.name == name and spec.method == "grid" and len(spec.slots()) == size
     quick = load_spec(SWEEPS / f"{name}.yaml", sets=["dataset=digits", "epochs=2"])
     assert len(quick.slots()) == digits_size and quick.fixed["dataset"] == "digits"
-    assert "# Feeds paper.md" in (SWEEPS / f"{name}.yaml").read_text().splitlines()[0]
+    assert "# Reproduces the paper's claims" in (SWEEPS / f"{name}.yaml").read_text().splitlines()[0]
 
 
 def test_sweeps_folder_holds_exactly_the_paper_sweeps():

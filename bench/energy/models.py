@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from bench import schema
 from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, SRAM_LAWS, sram_pj
 from bench.energy.counting import Counts, LayerShape, NeuronShape
 from bench.registry import Registry
@@ -102,8 +103,8 @@ class EnergyReport:
     def to_record(self) -> dict[str, Any]:
         """The run record's `energy` field (README, "The run record")."""
         return {**self.settings.to_dict(), "images": self.images,
-                "total_uj_per_image": self.total_uj,
-                "breakdown_uj_per_image": dict(self.breakdown_uj),
+                schema.ENERGY_TOTAL_UJ: self.total_uj,
+                schema.ENERGY_BREAKDOWN_UJ: dict(self.breakdown_uj),
                 "ops_per_image": self.totals(),
                 "per_layer": [{"layer": name, **counts, "uj": self.layer_uj.get(name, 0.0)}
                               for name, counts in self.counts.items()]}

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from bench import schema
 from bench.energy.counting import EnergyCounter
 from bench.energy.models import EnergyReport, EnergySettings, price
 
@@ -44,7 +45,7 @@ class EnergyProbe(pl.Callback):
         if self._counter.images:
             report = price(self._counter.counts(), self.settings)
             self.reports[split], self.last[split] = report, report.to_record()
-            pl_module.log(f"{split}/energy_uj_per_image", report.total_uj)
+            pl_module.log(schema.logged(split, schema.ENERGY_UJ_PER_IMAGE), report.total_uj)
         self._counter.reset()
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

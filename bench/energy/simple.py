@@ -14,7 +14,6 @@ input reads, FIFO or reset adds.
 
 from __future__ import annotations
 
-from collections import defaultdict
 
 from bench.energy.costs import sram_pj
 from bench.energy.counting import Counts

@@ -9,6 +9,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from bench import schema
 from bench.models import layer_groups
 
 
@@ -48,10 +49,11 @@ class GradNormProbe(L.Callback):
         steps = [s for s, _ in self._pending]
         values = torch.stack([v for _, v in self._pending]).float().cpu()  # [steps, groups + 1]
         self._pending = []
-        names = [*self._groups, "total"]
+        names = [*self._groups, schema.TOTAL_GROUP]
         for i, step in enumerate(steps):
             for j, name in enumerate(names):
-                self.rows.append({"step": step, "group": name, "grad_norm": float(values[i, j])})
+                self.rows.append({schema.STEP: step, schema.GROUP: name,
+                                  schema.GRAD_NORM: float(values[i, j])})
             for logger in trainer.loggers:
                 logger.log_metrics({f"grad_norm/{n}": float(values[i, j]) for j, n in enumerate(names)},
                                    step=step)

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from bench import schema
 from bench.models import probe_points
 
 SPLITS = ("val", "test")
@@ -75,16 +76,17 @@ class SpikeProbe(L.Callback):
         for name, (spikes, nonzero, top) in zip(names, host):
             kind, index, levels = self._meta[name]
             neurons = self._neurons[name]
-            table[name] = {
-                "kind": kind, "index": index, "levels": levels, "neurons": neurons,
-                "spikes_per_image": spikes / self._images,
-                "nonzero_per_image": nonzero / self._images,
-                "max_spike": int(top),
-                "rate": spikes / self._images / (neurons * T),
+            table[name] = {  # a layers.csv row but for split, epoch and probe
+                schema.KIND: kind, schema.INDEX: index, schema.LEVELS: levels,
+                schema.NEURONS: neurons,
+                schema.SPIKES_PER_IMAGE: spikes / self._images,
+                schema.NONZERO_PER_IMAGE: nonzero / self._images,
+                schema.MAX_SPIKE: int(top),
+                schema.RATE: spikes / self._images / (neurons * T),
             }
         self.last[split] = table
-        total = sum(row["spikes_per_image"] for row in table.values())
-        pl_module.log(f"{split}/spikes_total_per_image", total)
+        total = sum(row[schema.SPIKES_PER_IMAGE] for row in table.values())
+        pl_module.log(schema.logged(split, schema.SPIKES_TOTAL_PER_IMAGE), total)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import schema
 from bench.errors import BenchError
 from bench.report import plots
 from bench.report.header import header_lines
@@ -104,8 +105,8 @@ def _completed(records: Records) -> pd.DataFrame:
 
 def _status_sentence(records: Records) -> str:
     counts = records.status_counts()
-    used = counts.get("completed", 0)
-    others = [f"{n} {s}" for s, n in counts.items() if s != "completed"]
+    used = counts.get(schema.COMPLETED, 0)
+    others = [f"{n} {s}" for s, n in counts.items() if s != schema.COMPLETED]
     total = len(records.runs)
     text = f"{total} run record{'s' if total != 1 else ''}: {used} completed (used)"
     return text + (f"; {', '.join(others)} (counted, not used)." if others else ".")
@@ -116,14 +117,12 @@ def _write_runs(records: Records, keys: list[str], out: Path, page: Page) -> lis
     page.text(_status_sentence(records))
     page.text("Rows are grouped by: " + (", ".join(keys) or "nothing (one group)")
               + "; each row aggregates its seeds (mean, std with ddof 1, count).")
-    bad = records.runs[records.runs["status"] != "completed"]
+    bad = records.runs[records.runs[schema.STATUS] != schema.COMPLETED]
     page.bullets([f"{r.uid} ({r.status}): {r.error}" if isinstance(r.error, str) and r.error
                   else f"{r.uid} ({r.status})" for r in bad.itertuples()])
-    cols = ["uid", "study", "run_id", "status", "error"] + [
+    cols = ["uid", "study", "run_id", schema.STATUS, schema.ERROR] + [
         k for k in dict.fromkeys(keys + ["seed"]) if k in records.runs.columns] + [
-        c for c in ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
-                    "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
-                    "duration_s") if c in records.runs.columns]
+        c for c in schema.SUMMARY_SCALARS if c in records.runs.columns]
     path = out / "tables" / "runs.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     records.runs[cols].sort_values("uid").to_csv(path, index=False, lineterminator="\n")

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats  # a scikit-learn dependency
 
+from bench import schema
 from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.report import Prepared, plots, prepare, render_figures
@@ -299,10 +300,10 @@ def _energy_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
     """Binary [T=4, N=1] over multi-level [T=1, N=k] energy for each k > 1 of the study (the
     paper: 2-3x less energy, depending on N)."""
     binary = where(d, T=4, N=1)
-    e_bi = mean(binary, "energy_uj_per_image")
+    e_bi = mean(binary, schema.ENERGY_UJ_PER_IMAGE)
     for k in sorted(int(n) for n in d["N"].unique() if n > 1):
         ml = where(d, T=1, N=k)
-        e_ml = mean(ml, "energy_uj_per_image")
+        e_ml = mean(ml, schema.ENERGY_UJ_PER_IMAGE)
         ratio = e_bi / e_ml if e_ml else math.nan
         if not np.isfinite(ratio):
             continue
@@ -326,7 +327,7 @@ def _ann_claims(ctx: Context, snn: pd.DataFrame, ann: pd.DataFrame) -> None:
         a = twin.iloc[0]
         for key, (T, N) in (("ann_over_binary", (4, 1)), ("ann_over_multi", (1, 4))):
             row = where(d, T=T, N=N)
-            e_snn, e_ann = mean(row, "energy_uj_per_image"), mean(a, "energy_uj_per_image")
+            e_snn, e_ann = (mean(r, schema.ENERGY_UJ_PER_IMAGE) for r in (row, a))
             ratio = e_ann / e_snn if e_snn else math.nan
             if not np.isfinite(ratio):
                 continue
@@ -360,7 +361,7 @@ def _vgg16_claims(ctx: Context, agg: pd.DataFrame, energy: bool) -> None:
                                         mean(row, "test_acc_pct"), setting(row)))
         return
     rows = _vgg16_rows(agg, "cifar10", fallback=True)
-    e_bi, e_ml, e_ann = (mean(r, "energy_uj_per_image") / 1000 for r in rows)  # uJ -> mJ
+    e_bi, e_ml, e_ann = (mean(r, schema.ENERGY_UJ_PER_IMAGE) / 1000 for r in rows)  # uJ -> mJ
     holds = verdict(e_ml < e_bi < e_ann, e_bi, e_ml, e_ann)
     evidence = f"{e_ml:.3g} < {e_bi:.3g} < {e_ann:.3g} mJ" if holds else (
         f"multi-level {e_ml:.3g}, binary {e_bi:.3g}, ANN {e_ann:.3g} mJ")
@@ -378,8 +379,8 @@ def _pair_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> N
             continue
         where_ = setting(sew, sparse, facet=facet)
         name = f"{display_arch(sparse['arch'])} vs {display_arch(sew['arch'])}"
-        for key, col, word in (("activity_change", "spikes_total_per_image", "activity"),
-                               ("energy_change", "energy_uj_per_image", "energy")):
+        for key, col, word in (("activity_change", schema.SPIKES_TOTAL_PER_IMAGE, "activity"),
+                               ("energy_change", schema.ENERGY_UJ_PER_IMAGE, "energy")):
             a, b = mean(sparse, col), mean(sew, col)
             change = pct_change(a, b)
             paper = REPORTED[key] if reported else REPORTED["depth"]
@@ -396,7 +397,7 @@ def _pair_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> N
             REPORTED["depth"], gap, where_, holds, f"{a:.2f} % vs {b:.2f} %; {evidence}"))
         spiking = arch_row(d, "spiking_")
         if spiking is not None and reported:
-            a, b = mean(sparse, "spikes_total_per_image"), mean(spiking, "spikes_total_per_image")
+            a, b = (mean(r, schema.SPIKES_TOTAL_PER_IMAGE) for r in (sparse, spiking))
             change = pct_change(a, b)
             ctx.claims.append(Claim(
                 figure, "Sparse has >20 % less activity than Spiking-ResNet",
@@ -460,8 +461,9 @@ def _avalanche(ctx: Context) -> list:
 def _activity(ctx: Context) -> list:
     prep = ctx.studies["sparse_n"]
     _pair_claims(ctx, "activity", prep, reported=True)
-    panels = [("spikes_total_per_image", "spikes per image"),
-              ("energy_uj_per_image", "energy per image (µJ)"), ("test_acc_pct", "accuracy (%)")]
+    panels = [(schema.SPIKES_TOTAL_PER_IMAGE, "spikes per image"),
+              (schema.ENERGY_UJ_PER_IMAGE, "energy per image (µJ)"),
+              ("test_acc_pct", "accuracy (%)")]
     return [("activity", lambda: plots.bars_figure(prep.agg, panels,
                                                    "Activity, energy and accuracy: SEW vs Sparse"),
              f"Spikes, energy and accuracy of SEW vs Sparse-ResNet18 per N and dataset (mean ± "
@@ -673,7 +675,7 @@ def _study_line(prep: Prepared) -> str:
                       .dropna()}) or ["not recorded"]
     text = (f"{len(done)} completed of {len(prep.records.runs)} run records; data set "
             f"{datasets}; epochs {epochs}; bench commit {', '.join(commits)}")
-    running = prep.records.runs[prep.records.runs["status"].isin(["running", "no summary"])]
+    running = prep.records.still_running()
     if len(running):
         text += f"; still running (not used): {', '.join(sorted(running['uid']))}"
     return text

@@ -12,6 +12,7 @@ import time
 
 import pandas as pd
 
+from bench import schema
 from bench.report.load import ENERGY_KEYS, NOT_GROUPING, Records
 
 # Shown on lines of their own, not among the fixed settings.
@@ -28,7 +29,7 @@ def header_lines(records: Records, done: pd.DataFrame, keys: list[str]) -> list[
     """One bullet per fact, about the completed runs the tables use."""
     return [f"Data set(s): {_values(done, 'dataset')}.",
             f"Epochs: {_values(done, 'epochs')} (configured); completed: "
-            f"{_values(done, 'epochs_completed')}.",
+            f"{_values(done, schema.EPOCHS_COMPLETED)}.",
             f"Grouped by (varies across the runs): {', '.join(keys) or 'nothing'}.",
             f"Fixed settings (the same in every run used): {fixed_settings(records, done, keys)}.",
             f"Energy settings: {_values(done, 'energy_settings', sep='; ')}.",
@@ -75,14 +76,14 @@ def _commits(done: pd.DataFrame) -> str:
 def runs_line(records: Records) -> str:
     """Used vs excluded records, naming the ones still running when the report was built."""
     runs = records.runs
-    used = int((runs["status"] == "completed").sum())
-    left = runs[runs["status"] != "completed"]
+    used = int((runs[schema.STATUS] == schema.COMPLETED).sum())
+    left = runs[runs[schema.STATUS] != schema.COMPLETED]
     text = f"Runs: {used} used (completed) of {len(runs)} run records"
     if left.empty:
         return text + "; none excluded."
-    counts = left["status"].value_counts(sort=False)
+    counts = left[schema.STATUS].value_counts(sort=False)
     text += "; excluded: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    running = left[left["status"].isin(["running", "no summary"])]
+    running = records.still_running()
     if len(running):
         text += (f". Still running when this report was built (numbers will change once they "
                  f"finish): {', '.join(sorted(running['uid']))}")

@@ -21,19 +21,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bench import schema
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES, is_spiking
 
 # config.json carries provenance beside the config keys; these are not settings of the run.
-PROVENANCE = ("versions", "git_commit", "host", "trial")
+PROVENANCE = schema.PROVENANCE
 # Keys that never define a group: identity, bookkeeping, and the seed we aggregate over.
 # The neuron `backend` computes the same numbers (bit-identical on CPU, README "Speed").
 NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_root",
                 "download", "num_workers", "progress_bar", "backend")
 # summary.json scalars copied onto the run row as they are.
-SUMMARY_SCALARS = ("test_acc", "val_acc", "test_loss", "spikes_total_per_image",
-                   "nonzero_total_per_image", "energy_uj_per_image", "epochs_completed",
-                   "duration_s")
+SUMMARY_SCALARS = schema.SUMMARY_SCALARS
 # Energy breakdown terms (uJ per image) -> run-row columns energy_<term>_uj. The current model
 # (summary `energy.breakdown_uj_per_image`) has the first eight; records written before 0.2
 # (the "simple" model) have one arithmetic term and four memory parts, mapped as OLD_PARTS says.
@@ -44,10 +43,11 @@ OLD_MODEL = "simple (pre-0.2)"
 # config.json keys that describe the energy estimate (current, then pre-0.2 records)
 ENERGY_KEYS = ("energy_model", "energy_counting", "energy_multilevel_op", "energy_mem_bits",
                "energy_sram", "energy_fifo", "energy_preset")
+NO_SUMMARY = "no summary"  # the run row's status when its folder has no summary.json yet
 SUM_PROBE = re.compile(r"^sum(\d+)$")
-LAYER_COLUMNS = ["uid", "probe", "kind", "index", "levels", "neurons", "spikes_per_image",
-                 "nonzero_per_image", "max_spike", "rate"]
-GRAD_COLUMNS = ["uid", "step", "group", "grad_norm"]
+# layers.csv and grads.csv as rows of Records.layers / .grads (the split and epoch are chosen)
+LAYER_COLUMNS = ["uid"] + [c for c in schema.LAYER_COLUMNS if c not in (schema.SPLIT, schema.EPOCH)]
+GRAD_COLUMNS = ["uid", *schema.GRAD_COLUMNS]
 
 
 @dataclass
@@ -68,20 +68,24 @@ class Records:
 
     @property
     def completed(self) -> pd.DataFrame:
-        return self.runs[self.runs["status"] == "completed"]
+        return self.runs[self.runs[schema.STATUS] == schema.COMPLETED]
+
+    def still_running(self) -> pd.DataFrame:
+        """Records that are not finished yet (running, or no summary.json yet)."""
+        return self.runs[self.runs[schema.STATUS].isin([schema.RUNNING, NO_SUMMARY])]
 
     def status_counts(self) -> dict[str, int]:
-        counts = self.runs["status"].value_counts()
+        counts = self.runs[schema.STATUS].value_counts()
         return {str(k): int(counts[k]) for k in sorted(counts.index)}
 
 
 def run_dirs(study_dir: Path) -> list[Path]:
     """The record folders of a study: runs/<run_id>/ holding a summary or a config."""
-    runs = study_dir / "runs"
+    runs = study_dir / schema.RUNS_DIR
     if not runs.is_dir():
         return []
     return sorted(d for d in runs.iterdir() if d.is_dir() and (
-        (d / "summary.json").is_file() or (d / "config.json").is_file()))
+        (d / schema.SUMMARY_FILE).is_file() or (d / schema.CONFIG_FILE).is_file()))
 
 
 def load_records(dirs: list[str | Path]) -> Records:
@@ -90,7 +94,8 @@ def load_records(dirs: list[str | Path]) -> Records:
     for d in map(Path, dirs):
         found = run_dirs(d)
         if not found:
-            raise BenchError(f"no run records in {d} (expected {d}/runs/<run_id>/summary.json)")
+            raise BenchError(f"no run records in {d} (expected "
+                             f"{d}/{schema.RUNS_DIR}/<run_id>/{schema.SUMMARY_FILE})")
         if d.resolve() in seen:
             raise BenchError(f"study folder {d} given twice")
         seen.add(d.resolve())
@@ -106,26 +111,27 @@ def load_records(dirs: list[str | Path]) -> Records:
             layers += layer_rows
             grads += grad_rows
             for ev in eval_dirs(run):
-                row, layer_rows, _ = read_run(ev, name, uid=f"{name}/{run.name}/evals/{ev.name}")
-                summary = _read_json(ev / "summary.json") or {}
+                row, layer_rows, _ = read_run(
+                    ev, name, uid=f"{name}/{run.name}/{schema.EVALS_DIR}/{ev.name}")
+                summary = _read_json(ev / schema.SUMMARY_FILE) or {}
                 row.update(run_id=run.name, eval_of=run.name, record=" ".join(
-                    ["eval", str(summary.get("checkpoint")), str(summary.get("split"))]))
+                    ["eval", str(summary.get(schema.CHECKPOINT)), str(summary.get(schema.SPLIT))]))
                 rows.append(row)
                 layers += layer_rows
     runs = pd.DataFrame(rows)
     config_keys = [c for c in dict.fromkeys(k for r in rows for k in r.get("_config_keys", ()))]
     runs = runs.drop(columns="_config_keys")
     return Records(runs=runs.reset_index(drop=True),
-                   layers=_frame(layers, LAYER_COLUMNS, ("uid", "probe", "kind")),
-                   grads=_frame(grads, GRAD_COLUMNS, ("uid", "group")),
+                   layers=_frame(layers, LAYER_COLUMNS, ("uid", schema.PROBE, schema.KIND)),
+                   grads=_frame(grads, GRAD_COLUMNS, ("uid", schema.GROUP)),
                    config_keys=config_keys, sweeps=sweeps, studies=studies)
 
 
 def eval_dirs(run: Path) -> list[Path]:
-    evals = run / "evals"
+    evals = run / schema.EVALS_DIR
     if not evals.is_dir():
         return []
-    return sorted(d for d in evals.iterdir() if (d / "summary.json").is_file())
+    return sorted(d for d in evals.iterdir() if (d / schema.SUMMARY_FILE).is_file())
 
 
 def read_sweep(study_dir: Path) -> dict | None:
@@ -166,8 +172,7 @@ def _mapping(value: Any) -> dict:
 
 
 # summary.json fields that are JSON objects when present (README, "The run record")
-SUMMARY_OBJECTS = ("config", "spikes_per_image", "nonzero_per_image", "max_spike_per_probe",
-                   "energy", "grad_norm_per_block")
+SUMMARY_OBJECTS = schema.SUMMARY_OBJECTS
 
 
 def check_record(path: Path) -> None:
@@ -182,7 +187,7 @@ def check_record(path: Path) -> None:
     bad = [k for k in SUMMARY_OBJECTS if data.get(k) is not None and not isinstance(data[k], dict)]
     bad += [k for k in SUMMARY_SCALARS if data.get(k) is not None
             and (isinstance(data[k], bool) or not isinstance(data[k], (int, float)))]
-    bad += [k for k in ("status", "error") if data.get(k) is not None
+    bad += [k for k in (schema.STATUS, schema.ERROR) if data.get(k) is not None
             and not isinstance(data[k], str)]
     if bad:
         raise BenchError(f"{path}: damaged run record ({', '.join(bad)}: wrong type); fix it or "
@@ -191,11 +196,11 @@ def check_record(path: Path) -> None:
 
 def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[dict], list[dict]]:
     """One record -> (run row, layer rows, grad rows); a missing CSV file leaves NaNs."""
-    check_record(run / "summary.json")
-    check_record(run / "config.json")
-    summary = _read_json(run / "summary.json")
-    written = _read_json(run / "config.json") or {}
-    config = _mapping((summary or {}).get("config")) or written
+    check_record(run / schema.SUMMARY_FILE)
+    check_record(run / schema.CONFIG_FILE)
+    summary = _read_json(run / schema.SUMMARY_FILE)
+    written = _read_json(run / schema.CONFIG_FILE) or {}
+    config = _mapping((summary or {}).get(schema.CONFIG)) or written
     config = {str(k): v for k, v in config.items() if k not in PROVENANCE}
     if config.get("arch") in ARCHITECTURES and not is_spiking(config["arch"]):
         config.update(T=None, N=None)  # records written before ANN runs recorded null
@@ -203,13 +208,13 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",
                _config_keys=[k for k in row if k not in ("study", "run_id", "results")] + ["record"])
-    row["git_commit"] = written.get("git_commit")
+    row[schema.GIT_COMMIT] = written.get(schema.GIT_COMMIT)
     if summary is None:
-        row.update(status="no summary", error="no summary.json yet")
+        row.update({schema.STATUS: NO_SUMMARY, schema.ERROR: f"no {schema.SUMMARY_FILE} yet"})
         return row, [], []
-    error = summary.get("error")
-    row.update(status=str(summary.get("status") or "unknown"),
-               error=error if error is None else str(error))
+    error = summary.get(schema.ERROR)
+    row.update({schema.STATUS: str(summary.get(schema.STATUS) or "unknown"),
+                schema.ERROR: error if error is None else str(error)})
     row.update(_summary_scalars(summary))
     return row, _layers(run, uid, summary), _grads(run, uid)
 
@@ -225,25 +230,25 @@ def _summary_scalars(summary: dict) -> dict[str, float]:
     out = {k: _num(summary.get(k)) for k in SUMMARY_SCALARS}
     # An ANN has no spikes: an empty probe dict means "not applicable", not "zero spikes",
     # so it can't win "fewest spikes" in a table.
-    if not summary.get("spikes_per_image"):
-        out["spikes_total_per_image"] = float("nan")
-        out["nonzero_total_per_image"] = float("nan")
-    out["test_acc_pct"] = 100.0 * out["test_acc"]
+    if not summary.get(schema.SPIKES_PER_IMAGE):
+        out[schema.SPIKES_TOTAL_PER_IMAGE] = float("nan")
+        out[schema.NONZERO_TOTAL_PER_IMAGE] = float("nan")
+    out["test_acc_pct"] = 100.0 * out[schema.TEST_ACC]
     out.update(energy_columns(summary))
-    if np.isnan(out["energy_uj_per_image"]):
-        out["energy_uj_per_image"] = out["energy_total_uj"]
+    if np.isnan(out[schema.ENERGY_UJ_PER_IMAGE]):
+        out[schema.ENERGY_UJ_PER_IMAGE] = out["energy_total_uj"]
     return out
 
 
 def energy_columns(summary: dict) -> dict[str, Any]:
     """summary `energy` (either schema) -> energy_total_uj, energy_<term>_uj for every term of
     ALL_ENERGY_TERMS (NaN where the record's model has no such term) and `energy_settings`."""
-    energy = summary.get("energy") if isinstance(summary.get("energy"), dict) else {}
-    config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
+    energy = _mapping(summary.get(schema.ENERGY))
+    config = _mapping(summary.get(schema.CONFIG))
     out: dict[str, Any] = {f"energy_{t}_uj": float("nan") for t in ALL_ENERGY_TERMS}
-    out["energy_total_uj"] = _num(energy.get("total_uj_per_image"))
-    if isinstance(energy.get("breakdown_uj_per_image"), dict):
-        parts = energy["breakdown_uj_per_image"]
+    out["energy_total_uj"] = _num(energy.get(schema.ENERGY_TOTAL_UJ))
+    if isinstance(energy.get(schema.ENERGY_BREAKDOWN_UJ), dict):
+        parts = energy[schema.ENERGY_BREAKDOWN_UJ]
         out.update({f"energy_{t}_uj": _num(parts.get(t)) for t in ENERGY_TERMS})
     elif energy:
         parts = _mapping(energy.get("memory_parts_uj_per_image"))
@@ -256,7 +261,7 @@ def energy_columns(summary: dict) -> dict[str, Any]:
 def energy_settings(energy: dict, config: dict) -> str | None:
     """The energy settings of a run in words: from its summary's `energy` (current or pre-0.2
     schema), else from its config keys; None when it names none."""
-    current = "model" in energy or "breakdown_uj_per_image" in energy
+    current = "model" in energy or schema.ENERGY_BREAKDOWN_UJ in energy
     source = energy if current or energy else {
         k[len("energy_"):]: v for k, v in config.items() if k.startswith("energy_")}
     if not source:
@@ -293,23 +298,23 @@ def _layers(run: Path, uid: str, summary: dict) -> list[dict]:
     probe's kind, depth index, levels and neuron count taken from its other rows (a probe's
     shape is the same in every split), so bounds can still be drawn.
     """
-    rows = _read_csv(run / "layers.csv")
-    if rows and not {"split", "probe", "spikes_per_image"} <= set(rows[0]):
+    rows = _read_csv(run / schema.LAYERS_FILE)
+    if rows and not {schema.SPLIT, schema.PROBE, schema.SPIKES_PER_IMAGE} <= set(rows[0]):
         rows = []
-    test = _last_epoch([r for r in rows if r["split"] == "test"])
+    test = _last_epoch([r for r in rows if r[schema.SPLIT] == "test"])
     if not test:
-        shape = {r["probe"]: r for r in _last_epoch(rows)}
-        test = [r | {c: shape.get(r["probe"], {}).get(c, r.get(c))
-                     for c in ("kind", "index", "levels", "neurons")}
+        shape = {r[schema.PROBE]: r for r in _last_epoch(rows)}
+        test = [r | {c: shape.get(r[schema.PROBE], {}).get(c, r.get(c))
+                     for c in (schema.KIND, schema.INDEX, schema.LEVELS, schema.NEURONS)}
                 for r in _layers_from_summary(summary)]
     return [{c: r.get(c) for c in LAYER_COLUMNS} | {"uid": uid} for r in test]
 
 
 def _last_epoch(rows: list[dict]) -> list[dict]:
-    if not rows or "epoch" not in rows[0]:
+    if not rows or schema.EPOCH not in rows[0]:
         return rows
-    last = max(_num_text(r["epoch"]) for r in rows)
-    return [r for r in rows if _num_text(r["epoch"]) == last]
+    last = max(_num_text(r[schema.EPOCH]) for r in rows)
+    return [r for r in rows if _num_text(r[schema.EPOCH]) == last]
 
 
 def _num_text(text: str | None) -> float:
@@ -321,20 +326,19 @@ def _num_text(text: str | None) -> float:
 
 def _layers_from_summary(summary: dict) -> list[dict]:
     """Probe rows from summary.json (kind guessed from the name; no neuron counts)."""
-    spikes = _mapping(summary.get("spikes_per_image"))
-    nonzero = _mapping(summary.get("nonzero_per_image"))
-    maxima = _mapping(summary.get("max_spike_per_probe"))
-    return [{"probe": p, "index": i, "kind": "sum" if SUM_PROBE.match(p) else None,
-             "spikes_per_image": _num(v), "nonzero_per_image": _num(nonzero.get(p)),
-             "max_spike": _num(maxima.get(p))} for i, (p, v) in enumerate(spikes.items())]
+    spikes = _mapping(summary.get(schema.SPIKES_PER_IMAGE))
+    nonzero = _mapping(summary.get(schema.NONZERO_PER_IMAGE))
+    maxima = _mapping(summary.get(schema.MAX_SPIKE_PER_PROBE))
+    return [{schema.PROBE: p, schema.INDEX: i, schema.KIND: "sum" if SUM_PROBE.match(p) else None,
+             schema.SPIKES_PER_IMAGE: _num(v), schema.NONZERO_PER_IMAGE: _num(nonzero.get(p)),
+             schema.MAX_SPIKE: _num(maxima.get(p))} for i, (p, v) in enumerate(spikes.items())]
 
 
 def _grads(run: Path, uid: str) -> list[dict]:
-    rows = _read_csv(run / "grads.csv")
-    if not rows or not {"step", "group", "grad_norm"} <= set(rows[0]):
+    rows = _read_csv(run / schema.GRADS_FILE)
+    if not rows or not set(schema.GRAD_COLUMNS) <= set(rows[0]):
         return []
-    return [{"uid": uid, "step": r["step"], "group": r["group"], "grad_norm": r["grad_norm"]}
-            for r in rows]
+    return [{"uid": uid, **{c: r[c] for c in schema.GRAD_COLUMNS}} for r in rows]
 
 
 def _frame(rows: list[dict], columns: list[str], text: tuple[str, ...]) -> pd.DataFrame:

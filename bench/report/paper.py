@@ -47,7 +47,7 @@ class Reported:
 
 
 _SUM1_SEW, _SUM1_SPARSE = 67848.0, 35819.0
-_R18 = "ResNet18, T and N not stated in paper.md"
+_R18 = "ResNet18, T and N not stated"
 
 REPORTED: dict[str, Reported] = {r.key: r for r in (
     # latency / levels trade
@@ -83,7 +83,7 @@ REPORTED: dict[str, Reported] = {r.key: r for r in (
     Reported("gradient_ste", "Sparse+STE keeps gradient norms like SEW's", "", "CIFAR-10",
              "Sparse-ResNet18, STE at the barrier, vs SEW-ResNet18"),
     # CIFAR10-DVS
-    Reported("dvs_t1_acc", "classified at T=1 (accuracy not given in paper.md)", "",
+    Reported("dvs_t1_acc", "classified at T=1 (accuracy not stated)", "",
              "CIFAR10-DVS", "multi-level SNN at T=1"),
     Reported("dvs_t1", "classified at T=1: 10x lower latency than earlier results at ~T=10", "x",
              "CIFAR10-DVS", "multi-level SNN at T=1 vs binary SNNs at ~T=10", value=10.0),

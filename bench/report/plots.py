@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench import schema
 from bench.report.load import ALL_ENERGY_TERMS
 from bench.report.tables import ENERGY_TITLES, fmt_number, sum_rows
 
@@ -319,7 +320,7 @@ def levels_figure(agg: pd.DataFrame, facets: list[str]) -> Figure:
                        row_height=2.5)
     axes = [flat[2 * i:2 * i + 2] for i in range(len(groups))]
     panels = (("test_acc_pct_mean", "accuracy (%)", "viridis"),
-              ("energy_uj_per_image_mean", "energy (µJ / image)", "magma_r"))
+              (f"{schema.ENERGY_UJ_PER_IMAGE}_mean", "energy (µJ / image)", "magma_r"))
     for row, (name, d) in zip(axes, groups):
         facet = ", ".join(f"{k}={v}" for k, v in zip(facets, np.atleast_1d(name)))
         for ax, (col, unit, cmap) in zip(row, panels):
@@ -398,9 +399,10 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
     than WIDE_RANGE); (b) the group's energy split into its model's terms, as shares of its
     total, so a dominant term hides no other. The legend sits below the panels, never over a
     bar; labels on the y axis stay readable at a column's width."""
-    d = agg[agg["energy_uj_per_image_mean"].notna()].copy()
+    energy = schema.ENERGY_UJ_PER_IMAGE
+    d = agg[agg[f"{energy}_mean"].notna()].copy()
     if d.empty:
-        raise SkipPlot("no energy estimate (summary.json `energy_uj_per_image`) in the "
+        raise SkipPlot(f"no energy estimate ({schema.SUMMARY_FILE} `{energy}`) in the "
                        "completed runs")
     d["category"] = [energy_category(a, n) for a, n in zip(d["arch"], d["N"].astype(float))]
     d["rank"] = d["category"].map(CATEGORIES.index)
@@ -410,8 +412,8 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
         2, (11.0, 1.8 + 0.4 * len(d)), row_height=1.1 + 0.17 * len(d), paper_cols=2,
         sharey=True)
     y = np.arange(len(d))
-    totals = d["energy_uj_per_image_mean"].to_numpy(float)
-    std = d["energy_uj_per_image_std"].fillna(0).to_numpy(float)
+    totals = d[f"{energy}_mean"].to_numpy(float)
+    std = d[f"{energy}_std"].fillna(0).to_numpy(float)
     bars = ax.barh(y, totals, xerr=std, capsize=2, height=0.7,
                    color=[CATEGORY_COLORS[c] for c in d["category"]])
     for patch, lab in zip(bars, d["label"]):

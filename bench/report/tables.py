@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import schema
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES
 from bench.neurons import ESTIMATORS
@@ -31,8 +32,8 @@ class Metric:
 
 
 METRICS = (Metric("test_acc_pct", "accuracy (%)", "max"),
-           Metric("spikes_total_per_image", "spikes / image", "min"),
-           Metric("energy_uj_per_image", "energy (µJ / image)", "min"))
+           Metric(schema.SPIKES_TOTAL_PER_IMAGE, "spikes / image", "min"),
+           Metric(schema.ENERGY_UJ_PER_IMAGE, "energy (µJ / image)", "min"))
 ENERGY_PARTS = tuple(f"energy_{t}_uj" for t in ALL_ENERGY_TERMS)
 ENERGY_TITLES = {"arithmetic": "arithmetic (AC + MAC)", "ac": "AC", "mac": "MAC",
                  "addressing": "addressing", "weights": "weights", "bias": "bias",

@@ -14,6 +14,7 @@ were left unrun, 2 a command mistake (one line), 130 interrupted (the same comma
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -32,30 +33,35 @@ MAX_WORKERS = 64  # worker processes on one machine
 
 
 def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
-               storage: str | None = None, results: str | None = None) -> int:
+               storage: str | None = None, results: str | None = None,
+               plugins: list[str] | None = None) -> int:
     """Run (or continue) a sweep; returns 0 when every trial is done, 1 when some failed or
-    were left unrun; raises Interrupted (a KeyboardInterrupt: exit 130) when stopped."""
+    were left unrun; raises Interrupted (a KeyboardInterrupt: exit 130) when stopped.
+    `plugins` (--plugin) join the file's `plugins` key, as a --set of it would."""
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _sweep(file, sets, workers, storage, results)
+        return _sweep(file, sets, workers, storage, results, plugins)
     finally:
         for s, handler in old.items():
             _on_signals(handler, (s,))
 
 
 def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
-           results: str | None) -> int:
+           results: str | None, plugins: list[str] | None = None) -> int:
     from bench.sweep.spec import load_spec
     from bench.sweep.progress import LiveProgress
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
-    from bench.sweep.study import open_study, recover, study_id, target_reached
+    from bench.sweep.queue import open_study, recover, study_id, target_reached
     from bench.sweep.workers import Interrupted, raise_interrupted, supervise
 
     if workers is None or not 1 <= workers <= MAX_WORKERS:
         raise BenchError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
     quiet_optuna()
     spec = load_spec(file, sets)
+    if plugins:  # recorded in every trial's config like any fixed key
+        listed = [*spec.fixed.get("plugins", ()), *plugins]
+        spec = load_spec(file, [*(sets or []), f"plugins={json.dumps(list(dict.fromkeys(listed)))}"])
     root = Path(results or "results")
     for folder in (root, root / spec.name):
         if folder.exists() and not folder.is_dir():
@@ -116,7 +122,7 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
     from bench.sweep.replicates import replicate_keys, replicate_table
     from bench.sweep.status import count_text, counts, table
     from bench.sweep.storage import open_storage, quiet_optuna
-    from bench.sweep.study import SPEC_ATTR, study_id
+    from bench.sweep.queue import SPEC_ATTR, study_id
 
     quiet_optuna()
     path = Path(results_dir)

@@ -8,19 +8,21 @@ and the sampler see configurations, and `bench status` averages the replicates.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from bench import schema
+from bench.record import read_summary
 from bench.sweep.spec import SweepSpec
 
 PROGRESS = "progress"  # user attr: {trial, epoch, epochs, metric, value, elapsed_s}
 # summary.json fields copied into every finished trial's user attributes
-HEADLINE = ("test_acc", "val_acc", "spikes_total_per_image", "energy_uj_per_image", "duration_s",
-            "epochs_completed", "wandb_run", "wandb_dir")
+HEADLINE = (schema.TEST_ACC, schema.VAL_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
+            schema.ENERGY_UJ_PER_IMAGE, schema.DURATION_S, schema.EPOCHS_COMPLETED,
+            schema.WANDB_RUN, schema.WANDB_DIR)
 
 
 def enqueue_args(spec: SweepSpec, slot: int, point: dict[str, Any]) -> tuple[dict, dict]:
@@ -47,10 +49,7 @@ def param_value(t: FrozenTrial, key: str) -> Any:
 
 def headline(run_dir: str | Path) -> dict[str, Any]:
     """The run's headline numbers from its summary.json (missing or unfinished: {})."""
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    summary = read_summary(run_dir)
     out = {}
     for key in HEADLINE:
         value = summary.get(key)

@@ -21,6 +21,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from bench import schema
 from bench.sweep.attrs import PROGRESS, param_value
 from bench.sweep.status import Progress, counts, swept_names, visible
 
@@ -95,9 +96,9 @@ def eta_seconds(trials: list[FrozenTrial], spec: dict[str, Any], workers: int) -
                 epochs_left += max(0, int(p.get("epochs") or total) - p["epoch"])
             else:
                 epochs_left += total
-        elif t.state.is_finished() and t.user_attrs.get("epochs_completed"):
-            seconds += t.user_attrs.get("duration_s") or 0.0
-            epochs_done += t.user_attrs["epochs_completed"]
+        elif t.state.is_finished() and t.user_attrs.get(schema.EPOCHS_COMPLETED):
+            seconds += t.user_attrs.get(schema.DURATION_S) or 0.0  # from its summary: set_headline
+            epochs_done += t.user_attrs[schema.EPOCHS_COMPLETED]
     if epochs_done == 0:
         return None
     parallel = max(1, min(workers, running + waiting))

@@ -20,6 +20,7 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
                                   IntDistribution)
 
 from bench import config as cfgmod
+from bench import schema
 from bench.config import short
 from bench.errors import BenchError
 
@@ -38,19 +39,20 @@ DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "log_unifo
 HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
 RESERVED = ("study", "run_id", "results")  # set by bench sweep for every trial
 # summary.json scalars a sweep can optimise, and their per-epoch counterpart for pruning
-SUMMARY_METRICS = {"test_acc": "val/acc", "val_acc": "val/acc", "test_loss": "val/loss",
-                   "spikes_total_per_image": "val/spikes_total_per_image",
-                   "nonzero_total_per_image": None,
-                   "energy_uj_per_image": "val/energy_uj_per_image",
-                   "duration_s": None, "epochs_completed": None}
+SUMMARY_METRICS = {
+    schema.TEST_ACC: schema.logged("val", schema.ACC),
+    schema.VAL_ACC: schema.logged("val", schema.ACC),
+    schema.TEST_LOSS: schema.logged("val", schema.LOSS),
+    schema.SPIKES_TOTAL_PER_IMAGE: schema.logged("val", schema.SPIKES_TOTAL_PER_IMAGE),
+    schema.NONZERO_TOTAL_PER_IMAGE: None,
+    schema.ENERGY_UJ_PER_IMAGE: schema.logged("val", schema.ENERGY_UJ_PER_IMAGE),
+    schema.DURATION_S: None, schema.EPOCHS_COMPLETED: None}
 MAX_TRIALS = 10_000  # slots of one sweep (grid points run, or run_cap); README "Limits"
 
 
 def logged_metrics() -> list[str]:
-    """Per-epoch columns of metrics.csv (bench.record) that a sweep may optimise."""
-    from bench.record import METRIC_COLUMNS
-
-    return [c for c in METRIC_COLUMNS if c not in ("epoch", "step", "time_s")]
+    """Per-epoch columns of metrics.csv that a sweep may optimise."""
+    return list(schema.EPOCH_METRICS)
 
 
 def _kind(key: str) -> str:
@@ -453,7 +455,7 @@ def _metric(raw: Any, method: str, early: Any, where: str) -> tuple[str, str, fl
         if method == "bayes" or early:
             raise BenchError(f"{where} method bayes and early_terminate need a 'metric' "
                              "{name, goal}")
-        return "test_acc", "maximize", None  # grid/random without a metric: report accuracy
+        return schema.TEST_ACC, "maximize", None  # grid/random without a metric: accuracy
     if not isinstance(raw, dict):
         raise BenchError(f"{where} 'metric' must be a mapping {{name, goal}}, got {short(raw)}")
     for key in raw:

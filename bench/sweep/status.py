@@ -15,7 +15,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.sweep.attrs import param_value
-from bench.sweep.study import superseded
+from bench.sweep.queue import superseded
 
 
 def swept_names(spec: dict[str, Any]) -> list[str]:

@@ -35,6 +35,8 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.sweep.queue import (make_pruner, pop_waiting, recover, run_trial, study_id,
+                               superseded, target_reached)
 from bench.sweep.spec import SweepSpec
 from bench.sweep.storage import OWNER, open_storage, quiet_optuna
 
@@ -136,6 +138,8 @@ class WorkerJob:
     env: dict[str, str] = field(default_factory=dict)
     threads: int | None = None  # torch intra-op threads when workers share the CPU
     parent: int = 0  # the supervising process's pid
+    # plugin files and modules the parent's registries came from (bench.plugins.worker_plugins)
+    plugins: dict[str, list[str]] = field(default_factory=dict)
 
 
 def worker_main(job: WorkerJob) -> None:
@@ -151,13 +155,15 @@ def worker_main(job: WorkerJob) -> None:
 
 
 def _work(job: WorkerJob) -> None:
-    from bench.sweep.study import make_pruner, pop_waiting, run_trial, study_id, target_reached
-
     _quiet_trials()
     if job.threads:
         import torch
 
         torch.set_num_threads(job.threads)
+    if job.plugins:
+        from bench.plugins import load_worker_plugins
+
+        load_worker_plugins(job.plugins)  # a spawned interpreter: the registries start empty
     spec = job.spec
     storage = open_storage(job.storage, Path(job.results) / spec.name)
     study = optuna.load_study(study_name=spec.name, storage=storage, pruner=make_pruner(spec))
@@ -242,17 +248,18 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
 
     A worker that dies mid-trial has its trial re-queued and is replaced while trials are
     left. A signal stops the workers and raises Interrupted; a full disk raises BenchError."""
-    from bench.sweep.study import recover, study_id
-
     ctx = multiprocessing.get_context(START_METHOD)
     envs = gpu_env(workers)
     threads = cpu_threads(workers, envs)
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
     started: set[int] = set()
+    from bench.plugins import worker_plugins
+
+    plugins = worker_plugins()
 
     def start(i: int) -> None:
         job = WorkerJob(spec, storage_url, results, index=i, env=envs[i], threads=threads,
-                        parent=os.getpid())
+                        parent=os.getpid(), plugins=plugins)
         procs[i] = ctx.Process(target=worker_main, args=(job,), name=f"bench-sweep-{i}")
         procs[i].start()
         started.add(procs[i].pid)
@@ -304,8 +311,6 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
 
 def _requeued_from(storage: BaseStorage, sid: int, pids: set[int]) -> list[int]:
     """Trials of these workers that were stopped and wait to run again."""
-    from bench.sweep.study import superseded
-
     trials = storage.get_all_trials(sid, deepcopy=False)
     again = superseded([t for t in trials if t.state == TrialState.WAITING])
     host = socket.gethostname()

@@ -1,4 +1,4 @@
-"""Running a sweep on Optuna: one study, its trials enqueued once, K worker processes.
+"""The study's queue: its slots enqueued once, WAITING trials claimed and run, dead ones recovered.
 
 The study is a fixed list of *slots*, enqueued once by the process that creates the study:
 every grid point, or `run_cap` empty trials that the sampler fills in (RandomSampler / TPE)
@@ -10,33 +10,32 @@ Resume: a trial left RUNNING by a process that died, or stopped by a signal, is 
 RetryHeartbeatStaleTrialCallback, the same callback RDBStorage's heartbeat uses across machines;
 the retry keeps the run folder of the first attempt (trial-NNNN of the original number) and
 continues from its checkpoint where bench.run.execute can resume. Completed trials are never
-re-run. The worker and parent processes, and the signals that stop them: bench.sweep.workers.
+re-run. What one trial does: bench.sweep.objective; the processes: bench.sweep.workers.
 """
 
 from __future__ import annotations
 
-import csv
-import gc
 import json
-import math
 import sys
 import threading
 import time
-import traceback
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import BenchError
-from bench.sweep.attrs import enqueue_args, name_metric, replicate_values, set_headline
-from bench.sweep.spec import SUMMARY_METRICS, SweepSpec, upgrade_fingerprint
+from bench.record import mark_summary, read_summary
+from bench.schema import COMPLETED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR, STATUS
+from bench.sweep.attrs import enqueue_args, name_metric
+from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted_error,
+                                   make_sampler, metric_value, one_line)
+from bench.sweep.spec import SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
 
 if TYPE_CHECKING:
@@ -47,17 +46,6 @@ ENQUEUED_ATTR = "bench:enqueued"  # study user attr: number of slots, set after 
 CREATOR_ATTR = "bench:creator"  # study system attr: owner_info of the creating process
 ENQUEUE_WAIT_S = 60.0  # how long a loader waits for another machine's creator to enqueue
 UNOWNED_GRACE_S = 60.0  # a RUNNING trial with no owner after this long lost its worker
-
-
-class MetricMissing(ValueError):
-    """The sweep's metric is missing or not finite in a finished run's record."""
-
-
-# trial errors that are results, not bugs: printed as one line, without a traceback
-# (BenchError: a bad value in the trial's grid point; FloatingPointError: a non-finite loss)
-EXPECTED = (BenchError, FloatingPointError, MemoryError, MetricMissing)
-# a record's error after its worker was stopped mid-trial (bench.sweep.workers, Lightning)
-INTERRUPT_ERRORS = ("interrupted", "TrialInterrupted", "SIGTERMException")
 
 
 # ---- the study and its slots ----------------------------------------------------------------
@@ -135,15 +123,6 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.HyperbandPruner(**args) if args else optuna.pruners.NopPruner()
 
 
-def make_sampler(spec: SweepSpec, trial_number: int) -> optuna.samplers.BaseSampler:
-    """Seeded by trial number, so K processes never draw the same points (grid trials are
-    all enqueued with fixed params: the sampler is unused; a re-run keeps its params)."""
-    if spec.method == "bayes":
-        # constant_liar: running trials count as bad guesses, so parallel workers spread out
-        return optuna.samplers.TPESampler(seed=trial_number, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=trial_number)
-
-
 # ---- interrupted trials ---------------------------------------------------------------------
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
@@ -179,10 +158,8 @@ def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry
                                   max_retry)
         if again:
             requeued.append(t.number)
-        summary = _read_summary(t.user_attrs.get("run_dir"))
-        if summary:  # its summary.json would say "running" forever
-            mark_record(Path(t.user_attrs["run_dir"]), summary,
-                        "interrupted" if again else "failed", why)
+        # its summary.json would say "running" forever
+        mark_summary(t.user_attrs.get("run_dir"), INTERRUPTED if again else FAILED, why)
     return requeued
 
 
@@ -225,19 +202,14 @@ def _tid(storage: BaseStorage, sid: int, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(sid, number)
 
 
-def interrupted_error(error: Any) -> bool:
-    """A record's error that says the trial was stopped, not that it failed."""
-    return isinstance(error, str) and error.startswith(INTERRUPT_ERRORS)
-
-
 def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why: str) -> bool:
     """Finish a dead trial from its record; True if it was interrupted (worth a re-run) and
     this process settled it (another process settling the same trial first wins)."""
     tid = _tid(storage, sid, t.number)
     run_dir = t.user_attrs.get("run_dir")
-    summary = _read_summary(run_dir)
-    status = summary.get("status")
-    if status == "completed":  # the worker died between its record and telling the study
+    summary = read_summary(run_dir)
+    status = summary.get(STATUS)
+    if status == COMPLETED:  # the worker died between its record and telling the study
         try:
             value = metric_value(spec.metric, summary, Path(run_dir))
         except (OSError, MetricMissing) as exc:
@@ -245,21 +217,11 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
             return False
         _finish(storage, tid, TrialState.COMPLETE, values=[value])
         return False
-    if status in ("failed", "pruned") and not interrupted_error(summary.get("error")):
-        state = TrialState.PRUNED if status == "pruned" else TrialState.FAIL
-        _finish(storage, tid, state, error=summary.get("error"))
+    if status in (FAILED, PRUNED) and not interrupted_error(summary.get(ERROR)):
+        state = TrialState.PRUNED if status == PRUNED else TrialState.FAIL
+        _finish(storage, tid, state, error=summary.get(ERROR))
         return False
     return _finish(storage, tid, TrialState.FAIL, error=why)
-
-
-def mark_record(run_dir: Path, summary: dict[str, Any], status: str, error: str) -> None:
-    """Set a stopped run's record status (it keeps what it measured so far)."""
-    from bench.record import write_json_atomic
-
-    try:
-        write_json_atomic(run_dir / "summary.json", {**summary, "status": status, "error": error})
-    except OSError:  # e.g. the disk is still full: the next sweep settles it again
-        pass
 
 
 def _finish(storage: BaseStorage, tid: int, state: TrialState, *, error: str | None = None,
@@ -274,17 +236,7 @@ def _finish(storage: BaseStorage, tid: int, state: TrialState, *, error: str | N
     return True
 
 
-def _read_summary(run_dir: str | None) -> dict[str, Any]:
-    if not run_dir:
-        return {}
-    try:
-        data = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-# ---- one trial ------------------------------------------------------------------------------
+# ---- claiming and running a trial -------------------------------------------------------------------------
 
 def pop_waiting(storage: BaseStorage, sid: int) -> int | None:
     """Claim the lowest WAITING trial (WAITING -> RUNNING is atomic in journal and RDB)."""
@@ -336,159 +288,50 @@ class _Heartbeat:
 
 
 def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJob) -> str:
-    """One trial, isolated: an exception it raises marks it FAIL with its one-line error; a
-    stop (a signal to its worker, a full disk) re-queues it. Returns "done", "interrupted" or
+    """A claimed trial, isolated: what it raises is its outcome (bench.sweep.objective); a stop
+    (a signal to its worker, a full disk) re-queues it. Returns "done", "interrupted" or
     "disk full"."""
-    from bench.sweep.workers import disk_full, stop_requested
-
     spec = job.spec
     frozen = storage.get_trial(tid)
-    number = frozen.number
-    storage.set_trial_system_attr(tid, OWNER, owner_info(number))
+    storage.set_trial_system_attr(tid, OWNER, owner_info(frozen.number))
     run_id = f"trial-{first_number(frozen):04d}"  # a retry continues its first attempt's folder
-    run_dir = (Path(job.results) / spec.name / "runs" / run_id).absolute()  # for any cwd
+    run_dir = (Path(job.results) / spec.name / RUNS_DIR / run_id).absolute()  # for any cwd
     for key, value in (("run_dir", str(run_dir)), ("error", None), ("run_id", run_id)):
         storage.set_trial_user_attr(tid, key, value)
-    study.sampler = make_sampler(spec, number)
+    study.sampler = make_sampler(spec, frozen.number)
     # the study reads an RDB through optuna's trial cache, which must see the trial we popped
     study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     trial = optuna.Trial(study, tid)
     beat = _Heartbeat(storage, tid)
-    state, value, error, params, stopped = TrialState.FAIL, None, None, {}, None
     try:
-        params = suggest(trial, spec)
-        value = objective(trial, spec, params, job.results, run_id)
-        state = TrialState.COMPLETE
-    except optuna.TrialPruned:
-        state = TrialState.PRUNED
-    except BaseException as exc:  # noqa: BLE001 - the trial fails (or stops), the sweep goes on
-        if disk_full(exc):
-            stopped = "disk full"
-        elif stop_requested() or interrupted_error(one_line(exc)):
-            stopped = f"interrupted ({stop_requested() or 'SIGTERM'})"
-        elif not isinstance(exc, Exception):
-            raise  # SystemExit or KeyboardInterrupt that nobody asked for
-        else:
-            error = one_line(exc)
-            if not _expected(exc):  # a bug, not a bad setting: show where
-                print(f"trial {number}: {traceback.format_exc()}", file=sys.stderr, flush=True)
-            if _read_summary(str(run_dir)).get("status") in (None, "running"):
-                _failure_record(run_dir, spec, number, params, error)
+        end = evaluate(trial, spec, job.results, run_dir)
     finally:
         beat.close()
-        _free_memory()
-    if stopped is not None:
-        _requeue_stopped(study, storage, tid, run_dir, stopped)
-        return "disk full" if stopped == "disk full" else "interrupted"
-    try:
-        if error is not None:
-            storage.set_trial_user_attr(tid, "error", error)
-        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-    except UpdateFinishedTrialError:  # another machine judged us dead (missed heartbeats)
-        print(f"trial {number}: finished after it was given up and re-queued",
-              file=sys.stderr, flush=True)
+    if end.stopped is not None:
+        _requeue_stopped(study, storage, tid, run_dir, end.stopped)
+        return "disk full" if end.stopped == "disk full" else "interrupted"
+    _tell(study, storage, tid, trial, end)
     return "done"
+
+
+def _tell(study: optuna.Study, storage: BaseStorage, tid: int, trial: optuna.Trial,
+          end: Outcome) -> None:
+    """The trial's state, value, one-line error and a bug's traceback into the study."""
+    try:
+        for key, value in (("error", end.error), ("traceback", end.traceback)):
+            if value is not None:
+                storage.set_trial_user_attr(tid, key, value)
+        study.tell(trial, end.value if end.state == TrialState.COMPLETE else None,
+                   state=end.state)
+    except UpdateFinishedTrialError:  # another machine judged us dead (missed heartbeats)
+        print(f"trial {trial.number}: finished after it was given up and re-queued",
+              file=sys.stderr, flush=True)
 
 
 def _requeue_stopped(study: optuna.Study, storage: BaseStorage, tid: int, run_dir: Path,
                      why: str) -> None:
     """A trial we stopped is not a failed one: its record says "interrupted" and it runs again
     (with a full disk these writes may fail: the parent or the next sweep settles it)."""
-    summary = _read_summary(str(run_dir))
-    if summary:
-        mark_record(run_dir, summary, "interrupted", why)
+    mark_summary(run_dir, INTERRUPTED, why)
     if _finish(storage, tid, TrialState.FAIL, error=why):
         requeue(study, storage.get_trial(tid), max_retry=None)
-
-
-def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
-    """The trial's swept values: enqueued grid points come back as given, others are sampled."""
-    out = {}
-    for name, dist in spec.distributions().items():
-        if isinstance(dist, CategoricalDistribution):
-            out[name] = trial.suggest_categorical(name, dist.choices)
-        elif isinstance(dist, IntDistribution):
-            out[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-        else:
-            assert isinstance(dist, FloatDistribution)
-            out[name] = trial.suggest_float(name, dist.low, dist.high, step=dist.step,
-                                            log=dist.log)
-    return {**out, **replicate_values(spec, trial.user_attrs)}
-
-
-def trial_layers(spec: SweepSpec, params: dict[str, Any], results: str,
-                 run_id: str) -> list[dict[str, Any]]:
-    """Config layers of a trial: fixed values < sampled params < the sweep's own keys."""
-    own: dict[str, Any] = {"study": spec.name, "results": str(results), "run_id": run_id}
-    if spec.project and "project" not in spec.fixed and "project" not in params:
-        own["project"] = spec.project
-    defaults = {"progress_bar": False}  # K workers' progress bars would interleave
-    return [defaults, spec.fixed, params, own]
-
-
-def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], results: str,
-              run_id: str) -> float:
-    from bench.config import build_config
-    from bench.record import run_dir
-    from bench.run import execute
-    from bench.sweep.progress import TrialReporter
-    from bench.sweep.workers import stop_callback
-
-    cfg = build_config(*trial_layers(spec, params, results, run_id))
-    # intermediate values and live progress every epoch; pruning only with early_terminate
-    reporter = TrialReporter(trial, spec.monitor(), shown=spec.monitor() or "val/acc",
-                             prune=bool(spec.early_terminate))
-    try:  # a re-queued trial's folder exists: it continues from its last checkpoint
-        summary = execute(cfg, trial=trial.number, callbacks=[stop_callback(), reporter],
-                          resume=run_dir(cfg).exists())
-    finally:  # completed, pruned or failed: the dashboard gets the run's numbers
-        set_headline(trial, run_dir(cfg))
-    return metric_value(spec.metric, summary, run_dir(cfg))
-
-
-def metric_value(name: str, summary: dict[str, Any], run_dir: Path) -> float:
-    """A summary.json scalar, or the last value of a metrics.csv column (e.g. val/acc)."""
-    value: Any = None
-    try:
-        if name in SUMMARY_METRICS:
-            value = summary.get(name)
-        else:
-            value = None
-            with open(Path(run_dir) / "metrics.csv", newline="") as f:
-                for row in csv.DictReader(f):
-                    if row.get(name) not in (None, ""):
-                        value = float(row[name])
-        if value is not None and math.isfinite(float(value)):
-            return float(value)
-    except (ValueError, TypeError, csv.Error):
-        pass
-    raise MetricMissing(f"metric '{name}' is {str(value)[:40]} in the run record")
-
-
-def _expected(exc: BaseException) -> bool:
-    return isinstance(exc, EXPECTED) or type(exc).__name__ == "OutOfMemoryError"  # CUDA OOM
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _failure_record(run_dir: Path, spec: SweepSpec, number: int, params: dict[str, Any],
-                    error: str) -> None:
-    """A trial that failed before its run started (e.g. a bad value in its grid point) still
-    leaves summary.json, so reports see it; `config` holds the requested keys only."""
-    from bench.record import write_json_atomic
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    base = {"run_id": run_dir.name, "study": spec.name, "trial": number,
-            "config": {**spec.fixed, **params}}
-    write_json_atomic(run_dir / "summary.json", {**base, **_read_summary(str(run_dir)),
-                                                 "status": "failed", "error": error})
-
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()  # after a CUDA OOM the next trial starts clean
