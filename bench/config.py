@@ -17,6 +17,8 @@ import yaml
 
 from bench.errors import BenchError
 from bench.neurons.settings import NeuronSettingError, NeuronSettings
+from bench.plugins import load_plugins
+from bench.registry import ARCHITECTURES, DATASETS
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "none")
@@ -31,7 +33,7 @@ NETWORK_KEYS = ("dataset", "arch", "T", "neuron", "N", "threshold", "learnable_t
                 "rounding", "output_scale", "stem", "shortcut", "image_size")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # the largest values a run accepts, checked before anything is allocated (README, "Limits")
-MAXIMA = {"T": 256, "image_size": 1024, "batch_size": 65536, "epochs": 100000,
+MAXIMA = {"image_size": 1024, "batch_size": 65536, "epochs": 100000,
           "num_workers": 256, "grad_every": 10**9}
 MAX_SEED = 2**32 - 1  # numpy, torch and Optuna seeds are uint32
 # study and run_id name folders under results/: a plain name, no path
@@ -230,8 +232,6 @@ def coerce(key: str, value: Any) -> Any:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    from bench.data import DATASETS  # late: the registries import torch
-    from bench.models import ARCHITECTURES
 
     for key, options in CHOICES.items():
         value = getattr(cfg, key)
@@ -240,7 +240,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     for registry in (DATASETS, ARCHITECTURES):
         if getattr(cfg, registry.key) not in registry:
             raise BenchError(registry.unknown(getattr(cfg, registry.key)))
-    _check_architecture(cfg, ARCHITECTURES)
+    _check_architecture(cfg)
     for key in POSITIVE:
         if getattr(cfg, key) < 1:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be >= 1")
@@ -272,17 +272,20 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _check_architecture(cfg: RunConfig, architectures: Any) -> None:
+def _check_architecture(cfg: RunConfig) -> None:
     """T and N exist for a spiking architecture only; other keys an architecture declares in
     its `options` (ResNet's stem and shortcut) keep their default elsewhere."""
-    if cfg.spiking != bool(architectures.meta(cfg.arch, "spiking")):
+    from bench.models import check_T  # late: bench.models imports torch
+
+    if cfg.spiking != bool(ARCHITECTURES.meta(cfg.arch, "spiking")):
         raise BenchError(f"config key 'N': an {'ANN' if cfg.N is None else 'SNN'} setting for "
                          f"arch {cfg.arch}")  # build_config sets both: a caller bypassed it
     if cfg.spiking:
-        if cfg.T is None or not 1 <= cfg.T <= MAXIMA["T"]:
-            raise BenchError(f"config key 'T': {cfg.T!r} must be an integer from 1 to "
-                             f"{MAXIMA['T']} for the spiking arch {cfg.arch}")
-    options = architectures.meta(cfg.arch, "options", {})
+        try:
+            check_T(cfg.T)
+        except ValueError as exc:
+            raise BenchError(f"config key 'T': {exc} for the spiking arch {cfg.arch}") from None
+    options = ARCHITECTURES.meta(cfg.arch, "options", {})
     for key in ARCH_OPTIONS:
         value, default = getattr(cfg, key), getattr(RunConfig, key)
         if key in options and value not in options[key]:
@@ -318,8 +321,6 @@ def build_config(*layers: Mapping[str, Any]) -> RunConfig:
 
     T and N of an ANN architecture are set to None whatever the layers say (they do not apply:
     a sweep may cross ANN and SNN architectures with N)."""
-    from bench.models import ARCHITECTURES  # late: the registries import torch
-    from bench.plugins import load_plugins
 
     values = RunConfig().to_dict()
     for layer in layers:

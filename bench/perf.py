@@ -30,7 +30,7 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import ARCHITECTURES, build_model, is_spiking, names
+from bench.models import ARCHITECTURES, build_model, check_T, is_spiking, names
 from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
 
 NUM_CLASSES = 10
@@ -108,7 +108,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         NeuronSettings(N=args.N)
     except NeuronSettingError as exc:
         raise BenchError(f"--N: {exc.detail}") from None
-    for key in ("T", "batch_size", "image_size", "in_channels", "steps"):
+    try:
+        check_T(args.T)
+    except ValueError as exc:
+        raise BenchError(f"--T: {exc}") from None
+    for key in ("batch_size", "image_size", "in_channels", "steps"):
         if getattr(args, key) < 1:
             raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 1")
     if args.warmup < 0:
@@ -116,7 +120,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     from bench.config import MAXIMA
 
     # the run's stated maxima (README "Limits"), checked before any tensor is allocated
-    most = {"T": MAXIMA["T"], "batch_size": MAXIMA["batch_size"],
+    most = {"batch_size": MAXIMA["batch_size"],
             "image_size": MAXIMA["image_size"], "in_channels": MAX_IN_CHANNELS,
             "steps": MAX_STEPS, "warmup": MAX_STEPS}
     for key, limit in most.items():

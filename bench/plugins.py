@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import BenchError
+from bench.registry import registered_modules
 
 ENTRY_POINT_GROUP = "bench.plugins"
 _files: dict[str, str] = {}  # resolved path -> module name of plugin files loaded
@@ -83,14 +84,8 @@ def load_entry_points() -> None:
 def worker_plugins() -> dict[str, list[str]]:
     """What a sweep worker must import to see this process's registries: plugin files, and
     the other (non-bench) modules that registered entries."""
-    from bench.data import DATASETS  # late: the registries import torch
-    from bench.energy import MODELS
-    from bench.models import ARCHITECTURES
-    from bench.neurons import ESTIMATORS, NEURONS
-
     own = set(_files.values())
-    modules = set().union(*(r.modules() for r in (ARCHITECTURES, ESTIMATORS, NEURONS, DATASETS,
-                                                   MODELS)))
+    modules = registered_modules()
     imported = sorted(m for m in modules if m not in own and m != "__main__"
                       and m.split(".")[0] != "bench")
     return {"files": sorted(_files), "modules": imported}

@@ -252,7 +252,7 @@ CASES = {
     # bench perf (checked before any model or tensor is built)
     "perf_image_4096": (["perf", "--image-size", "4096", "--batch-size", "64"],
                         "--image-size: 4096 is over the maximum"),
-    "perf_T_huge": (["perf", "--T", "10000"], "--T: 10000 is over the maximum"),
+    "perf_T_huge": (["perf", "--T", "10000"], "--T: 10000 must be an integer from 1 to 256"),
     "perf_N_huge": (["perf", "--N", "100000"], "--N: 100000 must be an integer from 1 to 256"),
     "perf_batch_pixels": (["perf", "--image-size", "1024", "--batch-size", "64"],
                           "input values is over the maximum"),

@@ -15,7 +15,7 @@ from bench.config import build_config
 from bench.errors import BenchError
 from bench.plugins import load_file
 
-PLUGIN = '''
+HEADER = '''
 import os
 
 import torch
@@ -35,6 +35,8 @@ def _seen(what):
             f.write(what + "\\n")
 
 
+'''
+NEURON_PARTS = '''
 @register("triangle")
 class Triangle(Estimator):
     """g(s) = max(0, 1 - 2 |s - round(s)|): a triangle at every threshold."""
@@ -53,6 +55,8 @@ class LeakyIF(MultiLevelIF):
         self.v = x.float() if isinstance(self.v, float) else 0.5 * self.v + x.float()
 
 
+'''
+ARCH_PARTS = '''
 class TinyNet(nn.Module):
     def __init__(self, num_classes, in_channels, T, neurons):
         super().__init__()
@@ -70,6 +74,7 @@ class TinyNet(nn.Module):
 def tiny_net(*, num_classes, in_channels, T, neurons):
     return TinyNet(num_classes, in_channels, T, neurons)
 '''
+PLUGIN = HEADER + NEURON_PARTS + ARCH_PARTS
 
 TINY = ["--set", "dataset=digits", "--set", "epochs=1", "--set", "limit_train_batches=2",
         "--set", "limit_val_batches=1", "--set", "limit_test_batches=1", "--set", "wandb=disabled",
@@ -109,13 +114,16 @@ def test_run_and_eval_with_a_plugin_file(plugin: Path, tmp_path: Path) -> None:
     assert "lif" in seen.read_text().split()
 
 
-def test_names_unknown_without_the_plugin_are_one_line_errors(plugin: Path) -> None:
-    out = bench("run", *TINY, "--set", "estimator=triangle")
-    assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "config key 'estimator': 'triangle' is not a registered gradient estimator " \
-           "(known: sigmoid, ste, ste_clipped)" in out.stderr
-    out = bench("run", "--plugin", str(plugin.parent / "nope.py"), *TINY)
-    assert out.returncode == 2 and "plugin file not found:" in out.stderr
+def test_names_unknown_without_the_plugin_are_one_line_errors(
+        plugin: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    assert main(["run", *TINY, "--set", "estimator=triangle"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config key 'estimator': 'triangle' is not a registered " \
+        "gradient estimator (known: sigmoid, ste, ste_clipped)" in err
+    assert main(["run", "--plugin", str(plugin.parent / "nope.py"), *TINY]) == 2
+    assert "plugin file not found:" in capsys.readouterr().err
 
 
 def test_a_broken_plugin_names_its_file_and_line(tmp_path: Path) -> None:
@@ -129,48 +137,33 @@ def test_a_broken_plugin_names_its_file_and_line(tmp_path: Path) -> None:
         build_config({"plugins": [str(syntax)]})
 
 
-def test_sweep_workers_see_the_plugin(plugin: Path, tmp_path: Path) -> None:
-    import yaml
-
-    sweep = tmp_path / "mine.yaml"
-    fixed = {"dataset": "digits", "epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1,
-             "limit_test_batches": 1, "batch_size": 16, "wandb": "disabled", "arch": "tiny_net",
-             "neuron": "lif", "N": 2}
-    sweep.write_text(yaml.safe_dump({
-        "name": "mine", "method": "grid", "metric": {"name": "test_acc", "goal": "maximize"},
-        "parameters": {"estimator": {"values": ["triangle", "ste"]},
-                       **{k: {"value": v} for k, v in fixed.items()}}}))
-    seen = tmp_path / "seen.txt"
-    out = bench("sweep", str(sweep), "--plugin", str(plugin), "--workers", "2", "--results",
-                str(tmp_path / "results"), env={"PLUGIN_SEEN": str(seen)})
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "[done 2 | running 0 | failed 0 | left 0]" in out.stdout
-    assert set(seen.read_text().split()) == {"triangle", "lif"}  # in the worker processes
-    runs = sorted((tmp_path / "results" / "mine" / "runs").iterdir())
-    configs = [json.loads((r / "config.json").read_text()) for r in runs]
-    assert sorted(c["estimator"] for c in configs) == ["ste", "triangle"]
-    assert all(c["plugins"] == [str(plugin)] and c["arch"] == "tiny_net" for c in configs)
-
-
-def test_a_module_imported_before_the_sweep_reaches_its_workers(plugin: Path,
-                                                                tmp_path: Path) -> None:
-    # the issue's case: `python -c "import myplugin; ..."` registers in the parent only
-    module = tmp_path / "lib" / "my_imported_parts.py"
+def test_sweep_workers_see_plugin_files_and_modules_imported_before(tmp_path: Path) -> None:
+    # the estimator and neuron come from a plugin file; the architecture from a module the
+    # launching process imported (the issue's `python -c "import mine; ..."`): workers see both
+    parts = tmp_path / "my_neuron_parts.py"
+    parts.write_text(HEADER + NEURON_PARTS)
+    module = tmp_path / "lib" / "my_arch_parts.py"
     module.parent.mkdir()
-    module.write_text(plugin.read_text())
-    sweep = tmp_path / "imp.yaml"
+    module.write_text(HEADER + ARCH_PARTS)
+    sweep = tmp_path / "mine.yaml"
     sweep.write_text(
-        "name: imp\nmethod: grid\nmetric: {name: test_acc, goal: maximize}\nparameters:\n"
-        "  seed: {values: [0, 1]}\n  estimator: {value: triangle}\n  arch: {value: tiny_net}\n"
-        "  dataset: {value: digits}\n  epochs: {value: 1}\n  limit_train_batches: {value: 2}\n"
-        "  limit_val_batches: {value: 1}\n  limit_test_batches: {value: 1}\n"
-        "  batch_size: {value: 16}\n  wandb: {value: disabled}\n")
-    code = (f"import sys; sys.path.insert(0, {str(module.parent)!r}); import my_imported_parts; "
-            f"from bench.sweep import main_sweep; "
-            f"sys.exit(main_sweep({str(sweep)!r}, workers=2, results={str(tmp_path / 'r')!r}))")
+        "name: mine\nmethod: grid\nmetric: {name: test_acc, goal: maximize}\nparameters:\n"
+        "  estimator: {values: [triangle, ste]}\n  neuron: {value: lif}\n  N: {value: 2}\n"
+        "  arch: {value: tiny_net}\n  dataset: {value: digits}\n  epochs: {value: 1}\n"
+        "  limit_train_batches: {value: 2}\n  limit_val_batches: {value: 1}\n"
+        "  limit_test_batches: {value: 1}\n  batch_size: {value: 16}\n"
+        "  wandb: {value: disabled}\n")
+    results = tmp_path / "results"
+    code = (f"import sys; sys.path.insert(0, {str(module.parent)!r}); import my_arch_parts; "
+            f"from bench.sweep import main_sweep; sys.exit(main_sweep({str(sweep)!r}, "
+            f"workers=2, results={str(results)!r}, plugins=[{str(parts)!r}]))")
     seen = tmp_path / "seen.txt"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, env={**os.environ, "PLUGIN_SEEN": str(seen)})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[done 2 | running 0 | failed 0 | left 0]" in out.stdout
-    assert "triangle" in seen.read_text().split()
+    assert set(seen.read_text().split()) == {"triangle", "lif"}  # in the worker processes
+    configs = [json.loads((r / "config.json").read_text())
+               for r in sorted((results / "mine" / "runs").iterdir())]
+    assert sorted(c["estimator"] for c in configs) == ["ste", "triangle"]
+    assert all(c["plugins"] == [str(parts)] and c["arch"] == "tiny_net" for c in configs)

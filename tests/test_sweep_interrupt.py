@@ -48,7 +48,7 @@ def wait_for(check, seconds: float) -> bool:
 def test_interrupted_sweep_then_the_same_command_runs_every_point_once(how, tmp_path):
     sig, group = STOPS[how]
     file = write_sweep(tmp_path / "stop.yaml", "stop", {"seed": [0, 1, 2]},
-                       arch="spiking_resnet18", epochs=3, limit_train_batches=3)
+                       arch="spiking_resnet18", epochs=2)
     results = tmp_path / "results"
     proc = subprocess.Popen(command(file, results, 2), env=env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -114,7 +114,7 @@ def test_a_torn_last_journal_line_is_cut_off_and_the_sweep_completes(tmp_path, c
 def test_a_full_disk_in_a_trial_requeues_it_and_stops_its_worker(tmp_path, monkeypatch):
     from bench.sweep import objective as objective_mod
     from bench.sweep.queue import pop_waiting, run_trial, study_id
-    from bench.sweep.workers import WorkerJob
+    from bench.sweep.queue import WorkerJob
 
     spec = grid_spec()
     storage, study = journal_study(tmp_path, spec)

@@ -16,7 +16,7 @@ def _run_one(tmp_path, monkeypatch, fake_execute):
     """Claim trial 0 of a grid and run it with bench.run.execute replaced."""
     import bench.run
     from bench.sweep.queue import pop_waiting, run_trial, study_id
-    from bench.sweep.workers import WorkerJob
+    from bench.sweep.queue import WorkerJob
 
     monkeypatch.setattr(bench.run, "execute", fake_execute)
     spec = grid_spec()

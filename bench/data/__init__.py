@@ -16,13 +16,11 @@ from bench.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from bench.data.digits import DigitsDataModule
 from bench.data.dvs import CIFAR10DVSDataModule
 from bench.data.fake import FakeData
-from bench.registry import Registry
+from bench.registry import DATASETS
 
 # a datamodule class (with check_available(cfg) and from_config(cfg)), or FakeData, which picks
 # one by `fake_like`; `fakeable`: dataset=fake can stand in for it (same shapes, generated);
 # `label`: its name in the paper and report tables
-DATASETS: Registry[type[L.LightningDataModule] | type[FakeData]] = Registry("data set",
-                                                                              key="dataset")
 DATASETS.add("digits", DigitsDataModule)
 DATASETS.add("cifar10", CIFAR10DataModule, fakeable=True, label="CIFAR-10")
 DATASETS.add("cifar100", CIFAR100DataModule, fakeable=True, label="CIFAR-100")

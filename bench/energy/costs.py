@@ -76,3 +76,7 @@ SRAM_LAWS: dict[str, Callable[[float, int], float]] = {
 def sram_pj(law: str, elements: float, bits: int) -> float:
     """pJ of one access to one `bits`-bit element of a buffer of `elements` elements."""
     return SRAM_LAWS[law](elements, bits)
+
+
+# the `simple` model's arithmetic: (E_AC, E_MAC) in pJ per operation
+PRESETS = {"horowitz45": (0.1, 3.2), "snn_convention": (0.9, 4.6)}

@@ -17,21 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench import schema
-from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, SRAM_LAWS, sram_pj
+from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, PRESETS, SRAM_LAWS, sram_pj
 from bench.energy.counting import Counts, LayerShape, NeuronShape
-from bench.registry import Registry
+from bench.errors import SettingError
+from bench.registry import ENERGY_MODELS
 
 PJ_PER_UJ = 1e6
 TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
 BUFFERS = ("weights", "bias", "potentials", "inputs", "outputs")
 
 
-class EnergySettingError(ValueError):
+class EnergySettingError(SettingError):
     """A bad energy setting; `key` names the EnergySettings field."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"energy {key}: {message}")
-        self.key, self.detail = key, message
+    template = "energy {key}: {detail}"
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,7 @@ class EnergyReport:
                               for name, counts in self.counts.items()]}
 
 
-MODELS: Registry[Callable[[Counts, EnergySettings], EnergyReport]] = Registry(
-    "energy model", key="energy_model")
+MODELS = ENERGY_MODELS  # name -> function (Counts, EnergySettings) -> EnergyReport
 
 
 def register(name: str):
@@ -120,8 +118,6 @@ def register(name: str):
 
 
 def choices() -> dict[str, tuple]:
-    from bench.energy.simple import PRESETS  # late: simple registers itself on import
-
     return {"model": tuple(MODELS.names()), "counting": ("event", "value"),
             "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
             "sram": tuple(SRAM_LAWS), "static_input_once": (True, False),

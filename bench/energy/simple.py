@@ -15,11 +15,10 @@ input reads, FIFO or reset adds.
 from __future__ import annotations
 
 
-from bench.energy.costs import sram_pj
+from bench.energy.costs import PRESETS, sram_pj
 from bench.energy.counting import Counts
 from bench.energy.models import PJ_PER_UJ, TERMS, EnergyReport, EnergySettings, register
 
-PRESETS = {"horowitz45": (0.1, 3.2), "snn_convention": (0.9, 4.6)}  # (E_AC, E_MAC) pJ
 
 
 def _word_pj(words: float) -> float:

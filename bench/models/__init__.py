@@ -14,7 +14,8 @@ from torch import nn
 from bench.models import resnet, vgg  # noqa: F401  (registers the models)
 from bench.models.layers import ResidualSum
 from bench.neurons import MultiLevelIF
-from bench.models.registry import ARCHITECTURES, build_model, is_spiking, names, register_model
+from bench.models.registry import (ARCHITECTURES, MAX_T, build_model, check_T, is_spiking, names,
+                                   register_model)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -48,4 +49,4 @@ def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
                        if any(True for _ in m.parameters()))
 
 
-__all__ = ["ARCHITECTURES", "build_model", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]
+__all__ = ["ARCHITECTURES", "MAX_T", "build_model", "check_T", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]

@@ -17,9 +17,15 @@ from typing import Any, Callable
 from torch import nn
 
 from bench.neurons.settings import NeuronSettings
-from bench.registry import Registry
+from bench.registry import ARCHITECTURES
+MAX_T = 256  # timesteps; the run config and `bench perf` check T here too
 
-ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture", key="arch")
+
+def check_T(T: object) -> int:
+    """T of a spiking architecture: an integer from 1 to MAX_T (ValueError saying so)."""
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= MAX_T:
+        raise ValueError(f"{T!r} must be an integer from 1 to {MAX_T}")
+    return T
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, spiking: bool = True,
@@ -48,8 +54,10 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 3, T: int | N
         if int(value) < 1:
             raise ValueError(f"build_model: {key} must be >= 1, got {value}")
     if is_spiking(name):
-        if T is None or int(T) < 1:
-            raise ValueError(f"build_model: {name} is spiking: T must be >= 1, got {T}")
+        try:
+            T = check_T(T)
+        except ValueError as exc:
+            raise ValueError(f"build_model: {name} is spiking: T {exc}") from None
         neurons = neurons if neurons is not None else NeuronSettings()
     elif neurons is not None or T not in (None, 1):
         raise ValueError(f"build_model: {name} is an ANN: T and neurons do not apply "

@@ -12,9 +12,7 @@ from typing import Callable
 
 import torch
 
-from bench.registry import Registry
-
-ESTIMATORS: Registry[type["Estimator"]] = Registry("gradient estimator", key="estimator")
+from bench.registry import ESTIMATORS
 
 
 def register(name: str) -> Callable[[type["Estimator"]], type["Estimator"]]:

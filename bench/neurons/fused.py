@@ -29,17 +29,13 @@ from __future__ import annotations
 import itertools
 import types
 import weakref
-from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from bench.neurons.estimators import Estimator
 from bench.neurons.quantize import quantize, quantize_grad
 
-if TYPE_CHECKING:
-    from bench.neurons.multilevel import MultiLevelIF
-
-BACKENDS = ("auto", "torch", "inductor")
 FUSED_MIN_NUMEL = 1 << 18
 FUSED_MIN_PER_SAMPLE = 1 << 13
 FUSED_DEVICES = ("cpu", "cuda")
@@ -53,13 +49,7 @@ class KernelError(RuntimeError):
     """A fused kernel failed to compile or run."""
 
 
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    return backend
-
-
-def applies(sn: MultiLevelIF, x: torch.Tensor) -> bool:
+def applies(sn: nn.Module, x: torch.Tensor) -> bool:
     """Whether sn's backend and settings, its state and the input x take the fused kernels."""
     if sn.backend == "torch" or torch.compiler.is_compiling():
         return False  # torch.compile of a whole model traces (and fuses) the eager path
@@ -82,7 +72,7 @@ def applies(sn: MultiLevelIF, x: torch.Tensor) -> bool:
     return sn.backend == "inductor" or image_sized
 
 
-def step(x: torch.Tensor, sn: MultiLevelIF) -> tuple[torch.Tensor, torch.Tensor] | None:
+def step(x: torch.Tensor, sn: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
     """One timestep of sn on x (applies(sn, x)): (y, v after reset), or None when the kernel
     failed (sn.kernel_failed was told; the caller runs the eager path)."""
     try:
@@ -171,7 +161,7 @@ class _FusedStep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, v: torch.Tensor | None, sn: MultiLevelIF):
+    def forward(ctx, x: torch.Tensor, v: torch.Tensor | None, sn: nn.Module):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, v)
         ctx.consts = (sn.N / sn.v_threshold, sn.N)

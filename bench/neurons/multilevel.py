@@ -21,7 +21,7 @@ from torch import nn
 from bench.neurons import fused
 from bench.neurons.estimators import Estimator, build_estimator
 from bench.neurons.quantize import Quantize
-from bench.neurons.settings import NEURONS, NeuronSettings
+from bench.neurons.settings import BACKENDS, NEURONS, NeuronSettingError, NeuronSettings
 
 # the timestep's dynamics: a subclass overriding any of them never takes the fused kernels
 DYNAMICS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "single_step_forward")
@@ -130,7 +130,8 @@ def _stock_dynamics(cls: type) -> bool:
 
 def set_backend(model: nn.Module, backend: str) -> None:
     """Set `backend` ("auto", "torch", "inductor") on every MultiLevelIF of `model`."""
-    fused.check_backend(backend)
+    if backend not in BACKENDS:
+        raise NeuronSettingError("backend", f"{backend!r} is not one of {', '.join(BACKENDS)}")
     for m in model.modules():
         if isinstance(m, MultiLevelIF):
             m.backend = backend

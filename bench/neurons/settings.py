@@ -9,23 +9,21 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from bench.neurons.fused import BACKENDS
-from bench.registry import Registry
-
-# registered neuron classes (MultiLevelIF is "if"); the class decides charge / fire / reset
-NEURONS: Registry[type] = Registry("neuron", key="neuron")
+from bench.errors import SettingError
+from bench.registry import NEURONS  # neuron classes (MultiLevelIF is "if"): charge/fire/reset
 ROUNDINGS = ("floor", "round")  # floor(N v / theta), or round-to-nearest
 # what a spike of z levels outputs: z/N (bench), or z theta / N (the authors' lab code)
 OUTPUT_SCALES = ("unit", "threshold")
+# how a neuron's timestep runs: eager torch ops, one compiled inductor kernel per direction, or
+# inductor for image-sized layers only (bench.neurons.fused explains the trade-off)
+BACKENDS = ("auto", "torch", "inductor")
 MAX_N = 256  # spike levels; z fits a uint8 and the estimator's sum over N thresholds stays cheap
 
 
-class NeuronSettingError(ValueError):
+class NeuronSettingError(SettingError):
     """A bad neuron setting: `key` is the field (and config key), `detail` says why."""
 
-    def __init__(self, key: str, detail: str) -> None:
-        super().__init__(f"neuron setting '{key}': {detail}")
-        self.key, self.detail = key, detail
+    template = "neuron setting '{key}': {detail}"
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import pandas as pd
 import scipy.stats  # a scikit-learn dependency
 
 from bench import schema
-from bench.data import DATASETS
 from bench.errors import BenchError
+from bench.registry import DATASETS
 from bench.report import Prepared, plots, prepare, render_figures
 from bench.report.header import build_time
 from bench.report.index import Page

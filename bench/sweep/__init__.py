@@ -48,6 +48,7 @@ def main_sweep(file: str, sets: list[str] | None = None, workers: int = 1,
 
 def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
            results: str | None, plugins: list[str] | None = None) -> int:
+    from bench.plugins import load_plugins
     from bench.sweep.spec import load_spec
     from bench.sweep.progress import LiveProgress
     from bench.sweep.status import count_text, counts, table
@@ -58,6 +59,7 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
     if workers is None or not 1 <= workers <= MAX_WORKERS:
         raise BenchError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers}")
     quiet_optuna()
+    load_plugins(plugins or ())  # before the file's names are checked
     spec = load_spec(file, sets)
     if plugins:  # recorded in every trial's config like any fixed key
         listed = [*spec.fixed.get("plugins", ()), *plugins]

@@ -73,3 +73,11 @@ def name_metric(study, spec: SweepSpec) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # set_metric_names is marked experimental
         study.set_metric_names([spec.metric])
+
+
+def superseded(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of interrupted trials that were re-enqueued (their retry carries the history)."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(t.system_attrs.get("retry_history", []))
+    return out

@@ -110,7 +110,7 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
     from bench.record import run_dir
     from bench.run import execute
     from bench.sweep.progress import TrialReporter
-    from bench.sweep.workers import stop_callback
+    from bench.sweep.stopping import stop_callback
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
     # intermediate values and live progress every epoch; pruning only with early_terminate
@@ -164,7 +164,7 @@ def evaluate(trial: optuna.Trial, spec: SweepSpec, results: str, run_dir: Path) 
 def _failed(exc: BaseException, spec: SweepSpec, number: int, params: dict[str, Any],
             run_dir: Path) -> Outcome:
     """Called while `exc` is being handled (a bare raise re-raises it)."""
-    from bench.sweep.workers import disk_full, stop_requested
+    from bench.sweep.stopping import disk_full, stop_requested
 
     if disk_full(exc):
         return Outcome(TrialState.FAIL, stopped="disk full")

@@ -20,9 +20,9 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
@@ -38,8 +38,6 @@ from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted
 from bench.sweep.spec import SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
 
-if TYPE_CHECKING:
-    from bench.sweep.workers import WorkerJob
 
 SPEC_ATTR = "bench:spec"  # study user attr: the resolved sweep (a dict), set by the creator
 ENQUEUED_ATTR = "bench:enqueued"  # study user attr: number of slots, set after enqueueing them
@@ -49,6 +47,22 @@ UNOWNED_GRACE_S = 60.0  # a RUNNING trial with no owner after this long lost its
 
 
 # ---- the study and its slots ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker process is given: the sweep, where its study and records live, its place."""
+
+    spec: SweepSpec
+    storage: str | None  # URL or journal path; None: results/<name>/optuna.journal
+    results: str
+    index: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None  # torch intra-op threads when workers share the CPU
+    parent: int = 0  # the supervising process's pid
+    # plugin files and modules the parent's registries came from (bench.plugins.worker_plugins)
+    plugins: dict[str, list[str]] = field(default_factory=dict)
+
 
 def study_id(storage: BaseStorage, name: str) -> int:
     return storage.get_study_id_from_name(name)
@@ -124,14 +138,6 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 
 # ---- interrupted trials ---------------------------------------------------------------------
-
-def superseded(trials: list[FrozenTrial]) -> set[int]:
-    """Numbers of interrupted trials that were re-enqueued (their retry carries the history)."""
-    out: set[int] = set()
-    for t in trials:
-        out.update(t.system_attrs.get("retry_history", []))
-    return out
-
 
 def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry: bool = True,
             pids: set[int] | None = None, reason: str = "interrupted",

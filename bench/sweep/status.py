@@ -14,8 +14,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.sweep.attrs import param_value
-from bench.sweep.queue import superseded
+from bench.sweep.attrs import param_value, superseded
 
 
 def swept_names(spec: dict[str, Any]) -> list[str]:

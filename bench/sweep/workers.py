@@ -16,17 +16,13 @@ Stopping never loses a grid point:
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import multiprocessing
 import os
 import signal
 import socket
 import sys
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,8 +31,10 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
-from bench.sweep.queue import (make_pruner, pop_waiting, recover, run_trial, study_id,
-                               superseded, target_reached)
+from bench.sweep.attrs import superseded
+from bench.sweep.queue import (WorkerJob, make_pruner, pop_waiting, recover, run_trial, study_id,
+                               target_reached)
+from bench.sweep.stopping import disk_full, setup_worker, stop_requested
 from bench.sweep.spec import SweepSpec
 from bench.sweep.storage import OWNER, open_storage, quiet_optuna
 
@@ -44,13 +42,6 @@ STOP_WAIT_S = 30.0  # how long stopped workers get to re-queue their trials befo
 POLL_S = 1.0
 DISK_FULL = 75  # a worker's exit code when a trial stopped on a full disk (EX_TEMPFAIL)
 START_METHOD = "spawn"  # a fresh interpreter: no CUDA context or threads inherited
-PR_SET_PDEATHSIG = 1
-DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-class TrialInterrupted(Exception):
-    """Raised in a trial whose worker was told to stop (an Exception, not a KeyboardInterrupt:
-    Lightning turns a KeyboardInterrupt into sys.exit(1))."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -59,87 +50,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signame: str, requeued: list[int] | None = None) -> None:
         super().__init__(signame)
         self.signame, self.requeued = signame, requeued or []
-
-
-def disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
-
-
-# ---- a worker -------------------------------------------------------------------------------
-
-_stop: dict[str, str | None] = {"signal": None}
-
-
-def stop_requested() -> str | None:
-    """The name of the signal that asked this worker to stop, if any."""
-    return _stop["signal"]
-
-
-def _note_signal(signum: int, frame: Any) -> None:
-    _stop["signal"] = _stop["signal"] or signal.Signals(signum).name
-
-
-def setup_worker(parent_pid: int) -> None:
-    """Signals of a worker: SIGTERM (from the parent) or Ctrl-C (it reaches the whole terminal
-    group, DataLoader workers included) asks for a clean stop: noted, never a KeyboardInterrupt
-    that would end the trial as a failure; the parent's death kills us."""
-    signal.signal(signal.SIGINT, _note_signal)
-    signal.signal(signal.SIGTERM, _note_signal)
-    if not _pdeathsig():
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before we could ask
-        os._exit(1)
-
-
-def _pdeathsig() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(POLL_S)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def stop_callback() -> Any:
-    """A Lightning callback ending the trial at the next batch once a stop was asked for
-    (SIGTERM before trainer.fit started is not seen by Lightning's own handler)."""
-    import lightning as L
-
-    class StopOnSignal(L.Callback):
-        def _check(self) -> None:
-            if stop_requested():
-                raise TrialInterrupted(f"interrupted ({stop_requested()})")
-
-        def on_train_batch_start(self, *args: Any) -> None:
-            self._check()
-
-        def on_validation_batch_start(self, *args: Any) -> None:
-            self._check()
-
-        def on_test_batch_start(self, *args: Any) -> None:
-            self._check()
-
-    return StopOnSignal()
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    spec: SweepSpec
-    storage: str | None  # URL or journal path; None: results/<name>/optuna.journal
-    results: str
-    index: int = 0
-    env: dict[str, str] = field(default_factory=dict)
-    threads: int | None = None  # torch intra-op threads when workers share the CPU
-    parent: int = 0  # the supervising process's pid
-    # plugin files and modules the parent's registries came from (bench.plugins.worker_plugins)
-    plugins: dict[str, list[str]] = field(default_factory=dict)
 
 
 def worker_main(job: WorkerJob) -> None:
