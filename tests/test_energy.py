@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bench.energy import EnergyCounter, EnergySettingError, EnergySettings, estimate, price
 from bench.energy.costs import sram_pj
 from bench.energy.probe import EnergyProbe
+from bench.models import build_model
 from bench.neurons import MultiLevelIF, NeuronSettings
 
 # spike counts z of image 0 (image 1 is all zeros); N = 4, so the input is y = z / 4
@@ -258,10 +259,9 @@ def test_sew_sum_counts_values_and_static_first_layer_once():
 
     # bench's models compute a static image's first conv once for all T: charged once (lab),
     # or T times with static_input_once=False
-    from bench.models import build_model
-
     torch.manual_seed(0)
-    model = build_model("sew_resnet18", num_classes=3, in_channels=1, T=2, neurons=NeuronSettings(N=2)).eval()
+    model = build_model("sew_resnet18", num_classes=3, in_channels=1, T=2,
+                        neurons=NeuronSettings(N=2)).eval()
     images = torch.rand(2, 1, 8, 8)
     once, per_step = (estimate(model, images, static_input_once=s) for s in (True, False))
     stem = next(n for n, c in once.counts.items() if c.get("dense_macs"))
@@ -425,3 +425,24 @@ def test_probe_in_lightning_fit_and_test():
     assert record["ops_per_image"]["dense_macs"] == 64 * 9
     assert float(trainer.callback_metrics["test/energy_uj_per_image"]) == pytest.approx(
         record["total_uj_per_image"], rel=1e-6)
+
+
+def test_layers_reuse_their_input_neurons_reduction_and_count_the_same(monkeypatch) -> None:
+    from bench.energy import counting
+
+    torch.manual_seed(0)
+    net = build_model("sparse_resnet18", num_classes=3, in_channels=1, T=2,
+                      neurons=NeuronSettings(N=3)).eval()
+    x = torch.rand(4, 1, 8, 8)
+    seen: list[bool] = []
+    holds = counting._Spikes.holds
+    monkeypatch.setattr(counting._Spikes, "holds",
+                        lambda self, t, keep: seen.append(holds(self, t, keep)) or seen[-1])
+    with counting.EnergyCounter(net) as shared, torch.inference_mode():
+        net(x)
+    reused = shared.counts()
+    assert sum(seen) == 19  # every spiking conv of Sparse-ResNet18 reads a neuron's output
+    monkeypatch.setattr(counting._Spikes, "holds", lambda self, t, keep: False)
+    with counting.EnergyCounter(net) as alone, torch.no_grad():
+        net(x)
+    assert alone.counts() == reused  # the same counts, each layer reducing its own input

@@ -2,7 +2,7 @@
 
 Works on any network made of torch Conv1d/2d/3d and Linear layers and spikingjelly neurons
 (bench's MultiLevelIF included), single- or multi-step. Nothing is synchronised with the host
-until `counts()`: each hook adds a few float64 device scalars.
+until `counts()`: each hook adds to a few float64 device sums.
 
 A synaptic layer's input, per forward call, is one of:
 - *analog*: the layer is flagged `analog_input` (an SNN's first conv), or the model is not
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,21 +136,22 @@ def exact_synaptic_ops(module: nn.Module, maps: torch.Tensor) -> torch.Tensor:
     return _conv_receptive_sum(module, maps) * (module.out_channels // module.groups)
 
 
-def _lead(module: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
-    # batch, time and channel dims of a conv input; every dim but features of a linear input
-    keep = 1 if isinstance(module, nn.Linear) else module.weight.dim() - 2
-    return tuple(range(x.dim() - keep))
+def _kept_dims(module: nn.Module) -> int:
+    # trailing dims of a layer input that its maps keep: the spatial dims of a conv input, the
+    # features of a linear input (batch, time and channels are summed)
+    return 1 if isinstance(module, nn.Linear) else module.weight.dim() - 2
 
 
-def grid_maps(module: nn.Module, x: torch.Tensor, levels: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(off-grid flag, maps [3, *spatial]) of a layer input y: the flag is 1.0 when some N*y is
-    not an integer (within the grid tolerance); the maps hold, per input position summed over
-    batch, time and channels, the non-zero counts, the rounded values z and the raw values N*y.
+def grid_maps(x: torch.Tensor, keep: int, levels: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(off-grid flag, maps [3, *x.shape[-keep:]]) of a layer input y: the flag is 1.0 when
+    some N*y is not an integer (within the grid tolerance); the maps hold, per position of the
+    `keep` trailing dims summed over the others, the non-zero counts, the rounded values z and the
+    raw values N*y.
 
     Written for few passes over the input (each is a full-size read on image-sized layers): one
     scratch copy z = N*y, its rounding, and in-place reductions; per-position sums stay small
     integers, exact in float32."""
-    lead = _lead(module, x)
+    lead = tuple(range(x.dim() - keep))
     z = x.float() * levels
     raw = z.sum(lead)
     zr = torch.round(z)
@@ -182,6 +184,47 @@ def spike_scale(module: nn.Module) -> float:
     return float(getattr(module, "spike_scale", None) or getattr(module, "N", None) or 1)
 
 
+def _where(t: torch.Tensor) -> tuple[int, int]:
+    """Where t's elements start in memory (a view and its source share it; inference-mode views
+    keep no `_base`)."""
+    return t.untyped_storage().data_ptr(), t.storage_offset()
+
+
+@dataclass(frozen=True)
+class _Spikes:
+    """A neuron output's grid maps, for the layers that read that output within the forward."""
+
+    ref: weakref.ref  # the output (not kept alive: while it lives its memory is not reused)
+    # its in-place version then: an in-place change since voids the maps (inference tensors have
+    # no version counter: under inference_mode such a change goes unseen; bench's models and
+    # spikingjelly's make none between a neuron and the layer reading it)
+    version: int
+    numel: int
+    keep: int
+    off: torch.Tensor
+    maps: torch.Tensor
+
+    def holds(self, x: torch.Tensor, keep: int) -> bool:
+        """Whether x is the same elements in the same order, reduced over the same dims."""
+        out = self.ref()
+        return (out is not None and _where(out) == _where(x) and _version(out) == self.version
+                and keep == self.keep and x.numel() == self.numel
+                and x.shape[-keep:] == self.maps.shape[1:] and x.is_contiguous()
+                and out.is_contiguous())
+
+
+def _version(t: torch.Tensor) -> int:
+    return -1 if t.is_inference() else t._version
+
+
+def _add(acc: dict[str, torch.Tensor], name: str, values: torch.Tensor) -> None:
+    """acc[name] += values, in float64 (the first call keeps a float64 copy)."""
+    if name in acc:
+        acc[name].add_(values)
+    else:
+        acc[name] = values.to(torch.float64, copy=True)
+
+
 def _per_step(module: nn.Module, out: torch.Tensor) -> int:
     lead = 2 if getattr(module, "step_mode", "s") == "m" and out.dim() > 2 else 1
     return math.prod(out.shape[lead:])
@@ -194,7 +237,13 @@ def _spatial_per_step(module: nn.Module, t: torch.Tensor) -> int:
 
 
 class EnergyCounter:
-    """Forward hooks counting what `bench.energy` prices; `active` pauses them, `remove()` ends."""
+    """Forward hooks counting what `bench.energy` prices; `active` pauses them, `remove()` ends.
+
+    Per forward call a hook only reduces what it must see on the device: a synaptic layer its
+    input's per-position maps (and whether they are on the spike grid), a neuron its non-zero
+    count and value sum; sizes are host integers. The receptive-field sums, linear in the maps,
+    run once per `counts()` on the maps summed over calls (float64: exact for any epoch).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -217,20 +266,23 @@ class EnergyCounter:
 
     def reset(self) -> None:
         self.images = 0
-        self._acc: dict[str, torch.Tensor] = {}
+        # layer -> host totals [output elements, input elements] of every call
+        self._sizes: dict[str, list[float]] = {}
+        # layer -> device float64 sums over calls: maps [3, *spatial] of all spike-counted
+        # calls, the same of off-grid calls only, and the output elements of off-grid calls
+        self._maps: dict[str, torch.Tensor] = {}
+        self._maps_off: dict[str, torch.Tensor] = {}
+        self._off_outputs: dict[str, torch.Tensor] = {}
+        self._neuron_updates: dict[str, int] = {}  # neuron -> host total of output elements
+        self._neuron_acc: dict[str, torch.Tensor] = {}  # neuron -> device [non-zero, value]
         self._geometry: dict[str, tuple[int, int]] = {}  # layer -> (in, out) per image-step
         self._neuron_geometry: dict[str, int] = {}
-
-    def _add(self, name: str, values: torch.Tensor) -> None:
-        acc = self._acc.get(name)
-        if acc is None:
-            self._acc[name] = values
-        else:
-            acc.add_(values)
+        self._spikes: dict[tuple[int, int], _Spikes] = {}
 
     def _count_images(self, _module: nn.Module, args: tuple) -> None:
         if self.active and args:
             self.images += _images(args[0])
+            self._spikes.clear()  # a new forward pass
 
     def _layer_hook(self, name: str):
         shape = self._shapes[name]
@@ -240,21 +292,21 @@ class EnergyCounter:
                 return
             x = args[0].detach()
             self._geometry[name] = (_spatial_per_step(module, x), _spatial_per_step(module, out))
-            n_out, n_in = float(out.numel()), float(x.numel())
+            sizes = self._sizes.setdefault(name, [0.0, 0.0])
+            sizes[0] += out.numel()
+            sizes[1] += x.numel()
+            if shape.flagged_analog or not self.spiking:
+                return  # dense: the sizes say it all
             with torch.no_grad():
-                if shape.flagged_analog or not self.spiking:
-                    dense = torch.tensor([0, n_out, n_in, 0, 0, 0, 0, 0, 0, 0],
-                                         dtype=torch.float64, device=x.device)
-                    self._add(name, dense)
-                    return
-                off, maps = grid_maps(module, x, self.scale)  # off the grid: analog
-                on = 1.0 - off
-                events = maps.sum(tuple(range(1, maps.dim())), dtype=torch.float64)
-                exact = exact_synaptic_ops(module, maps)  # [non-zero, values, raw values]
-                self._add(name, torch.stack([
-                    on * n_out, off * n_out, off * n_in, on * events[0], on * events[1],
-                    on * exact[0], on * exact[1], off * n_out, off * exact[0],
-                    off * exact[2]]))
+                keep = _kept_dims(module)
+                seen = self._spikes.get(_where(x))
+                if seen is not None and seen.holds(x, keep):
+                    off, maps = seen.off, seen.maps  # a neuron's output: reduced already
+                else:
+                    off, maps = grid_maps(x, keep, self.scale)  # off the grid: analog
+                _add(self._maps, name, maps)
+                _add(self._maps_off, name, maps * off)
+                _add(self._off_outputs, name, off * out.numel())
         return hook
 
     def _neuron_hook(self, name: str):
@@ -265,41 +317,61 @@ class EnergyCounter:
             scale = spike_scale(module)
             with torch.no_grad():
                 y = out.detach()
-                # per-position sums over the leading dims stay small, exact after rounding
-                values = torch.round(y.float().sum(tuple(range(y.dim() - 1))) * scale)
-                self._add(name, torch.stack([
-                    torch.tensor(float(out.numel()), dtype=torch.float64, device=out.device),
-                    torch.count_nonzero(y).to(torch.float64), values.sum(dtype=torch.float64)]))
+                # reduced once for the neuron and for every layer that reads its output next
+                keep = 2 if y.dim() >= 4 else 1
+                off, maps = grid_maps(y, keep, scale)
+                _add(self._neuron_acc, name, maps[:2].sum(tuple(range(1, maps.dim())),
+                                                          dtype=torch.float64))  # non-zero, value
+                if scale == self.scale and self.spiking:
+                    self._spikes[_where(out)] = _Spikes(weakref.ref(out), _version(out),
+                                                        out.numel(), keep, off, maps)
+            self._neuron_updates[name] = self._neuron_updates.get(name, 0) + out.numel()
             self._neuron_geometry[name] = _per_step(module, out)
         return hook
 
+    def _layer_values(self, name: str, device: torch.device) -> torch.Tensor:
+        """The LAYER_SLOTS sums of a layer, float64 on the device (no host sync)."""
+        module, (n_out, n_in) = self.layer_modules[name], self._sizes[name]
+        if name not in self._maps:  # dense every call
+            return torch.tensor([0.0, n_out, n_in, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float64,
+                                device=device)
+        maps_off = self._maps_off[name]
+        maps_on = self._maps[name] - maps_off
+        events = maps_on.sum(tuple(range(1, maps_on.dim())))
+        exact_on = exact_synaptic_ops(module, maps_on)  # [non-zero, values, raw values]
+        exact_off = exact_synaptic_ops(module, maps_off)
+        off_out = self._off_outputs[name]
+        return torch.stack([n_out - off_out, off_out, off_out * (n_in / n_out), events[0],
+                            events[1], exact_on[0], exact_on[1], off_out, exact_off[0],
+                            exact_off[2]])
+
     def counts(self) -> Counts:
         """Per-image counts of everything that ran since `reset()` (one host sync)."""
-        names = list(self._acc)
-        flat = torch.cat([self._acc[n] for n in names]).tolist() if names else []  # one sync
-        acc, at = {}, 0
-        for n in names:
-            size = self._acc[n].numel()
-            acc[n], at = flat[at:at + size], at + size
+        layers = [n for n in self.layer_modules if n in self._sizes]
+        neurons = [n for n in self.neuron_modules if n in self._neuron_acc]
+        device = next((t.device for t in self._maps.values()), torch.device("cpu"))
+        parts = [self._layer_values(n, device) for n in layers] + [self._neuron_acc[n].to(device)
+                                                                    for n in neurons]
+        flat = torch.cat(parts).tolist() if parts else []  # one sync
         per = 1.0 / self.images if self.images else 0.0
         out = Counts(self.images, self.levels, self.spiking, 1)
-        for name, module in self.neuron_modules.items():
-            if name not in acc:
-                continue
-            values = dict(zip(NEURON_SLOTS, (v * per for v in acc[name])))
-            per_step = self._neuron_geometry[name]
+        at = len(layers) * len(LAYER_SLOTS)
+        for i, name in enumerate(neurons):
+            nonzero, value = flat[at + 2 * i: at + 2 * i + 2]
+            values = dict(zip(NEURON_SLOTS, (v * per for v in
+                                              (self._neuron_updates[name], nonzero, value))))
+            module, per_step = self.neuron_modules[name], self._neuron_geometry[name]
             leaky = hasattr(module, "tau") or hasattr(module, "decay")
             out.neurons.append((NeuronShape(name, per_step, leaky,
                                             int(getattr(module, "N", 1))), values))
             if per_step:
                 out.timesteps = max(out.timesteps, round(values["updates"] / per_step))
-        for name in self.layer_modules:
-            if name not in acc:
-                continue
+        for i, name in enumerate(layers):
             geo_in, geo_out = self._geometry[name]
-            shape = self._shapes[name]
-            shape = dataclasses.replace(shape, in_per_step=geo_in, out_per_step=geo_out)
-            out.layers.append((shape, dict(zip(LAYER_SLOTS, (v * per for v in acc[name])))))
+            shape = dataclasses.replace(self._shapes[name], in_per_step=geo_in,
+                                        out_per_step=geo_out)
+            slots = flat[i * len(LAYER_SLOTS):(i + 1) * len(LAYER_SLOTS)]
+            out.layers.append((shape, dict(zip(LAYER_SLOTS, (v * per for v in slots)))))
         return out
 
     def remove(self) -> None:
