@@ -427,22 +427,24 @@ def test_probe_in_lightning_fit_and_test():
         record["total_uj_per_image"], rel=1e-6)
 
 
-def test_layers_reuse_their_input_neurons_reduction_and_count_the_same(monkeypatch) -> None:
+def test_layers_reading_one_neuron_output_reduce_it_once_and_count_the_same(
+        monkeypatch) -> None:
     from bench.energy import counting
 
     torch.manual_seed(0)
     net = build_model("sparse_resnet18", num_classes=3, in_channels=1, T=2,
                       neurons=NeuronSettings(N=3)).eval()
     x = torch.rand(4, 1, 8, 8)
-    seen: list[bool] = []
-    holds = counting._Spikes.holds
-    monkeypatch.setattr(counting._Spikes, "holds",
-                        lambda self, t, keep: seen.append(holds(self, t, keep)) or seen[-1])
+    computed = []
+    grid_maps = counting.grid_maps
+    monkeypatch.setattr(counting, "grid_maps", lambda *a: computed.append(1) or grid_maps(*a))
     with counting.EnergyCounter(net) as shared, torch.inference_mode():
         net(x)
     reused = shared.counts()
-    assert sum(seen) == 19  # every spiking conv of Sparse-ResNet18 reads a neuron's output
-    monkeypatch.setattr(counting._Spikes, "holds", lambda self, t, keep: False)
+    # 20 spiking synaptic layers; the 3 downsampling shortcuts read what their block's first
+    # conv read, reduced once
+    assert len(computed) == 17
+    monkeypatch.setattr(counting._Spikes, "holds", lambda self, t: False)
     with counting.EnergyCounter(net) as alone, torch.no_grad():
         net(x)
     assert alone.counts() == reused  # the same counts, each layer reducing its own input

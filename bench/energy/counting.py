@@ -190,27 +190,27 @@ def _where(t: torch.Tensor) -> tuple[int, int]:
     return t.untyped_storage().data_ptr(), t.storage_offset()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Spikes:
-    """A neuron output's grid maps, for the layers that read that output within the forward."""
+    """A neuron's output within one forward pass, and its grid maps once a layer computed them:
+    the layers reading the same output next (a block's first conv and its downsampling
+    shortcut) reduce it once."""
 
     ref: weakref.ref  # the output (not kept alive: while it lives its memory is not reused)
     # its in-place version then: an in-place change since voids the maps (inference tensors have
     # no version counter: under inference_mode such a change goes unseen; bench's models and
-    # spikingjelly's make none between a neuron and the layer reading it)
+    # spikingjelly's make none between a neuron and the layers reading it)
     version: int
     numel: int
-    keep: int
-    off: torch.Tensor
-    maps: torch.Tensor
+    keep: int = 0
+    off: torch.Tensor | None = None
+    maps: torch.Tensor | None = None
 
-    def holds(self, x: torch.Tensor, keep: int) -> bool:
-        """Whether x is the same elements in the same order, reduced over the same dims."""
+    def holds(self, x: torch.Tensor) -> bool:
+        """Whether x is the output's elements in the same order."""
         out = self.ref()
         return (out is not None and _where(out) == _where(x) and _version(out) == self.version
-                and keep == self.keep and x.numel() == self.numel
-                and x.shape[-keep:] == self.maps.shape[1:] and x.is_contiguous()
-                and out.is_contiguous())
+                and x.numel() == self.numel and x.is_contiguous() and out.is_contiguous())
 
 
 def _version(t: torch.Tensor) -> int:
@@ -300,10 +300,14 @@ class EnergyCounter:
             with torch.no_grad():
                 keep = _kept_dims(module)
                 seen = self._spikes.get(_where(x))
-                if seen is not None and seen.holds(x, keep):
-                    off, maps = seen.off, seen.maps  # a neuron's output: reduced already
-                else:
+                if seen is None or not seen.holds(x):
                     off, maps = grid_maps(x, keep, self.scale)  # off the grid: analog
+                else:  # a neuron's output: reduced by the first layer that read it
+                    if seen.maps is None or seen.keep != keep \
+                            or seen.maps.shape[1:] != x.shape[x.dim() - keep:]:
+                        seen.off, seen.maps = grid_maps(x, keep, self.scale)
+                        seen.keep = keep
+                    off, maps = seen.off, seen.maps
                 _add(self._maps, name, maps)
                 _add(self._maps_off, name, maps * off)
                 _add(self._off_outputs, name, off * out.numel())
@@ -317,14 +321,12 @@ class EnergyCounter:
             scale = spike_scale(module)
             with torch.no_grad():
                 y = out.detach()
-                # reduced once for the neuron and for every layer that reads its output next
-                keep = 2 if y.dim() >= 4 else 1
-                off, maps = grid_maps(y, keep, scale)
-                _add(self._neuron_acc, name, maps[:2].sum(tuple(range(1, maps.dim())),
-                                                          dtype=torch.float64))  # non-zero, value
-                if scale == self.scale and self.spiking:
-                    self._spikes[_where(out)] = _Spikes(weakref.ref(out), _version(out),
-                                                        out.numel(), keep, off, maps)
+                # per-position sums over the leading dims stay small, exact after rounding
+                values = torch.round(y.float().sum(tuple(range(y.dim() - 1))) * scale)
+                _add(self._neuron_acc, name, torch.stack([
+                    torch.count_nonzero(y).to(torch.float64), values.sum(dtype=torch.float64)]))
+            if self.spiking:
+                self._spikes[_where(out)] = _Spikes(weakref.ref(out), _version(out), out.numel())
             self._neuron_updates[name] = self._neuron_updates.get(name, 0) + out.numel()
             self._neuron_geometry[name] = _per_step(module, out)
         return hook
