@@ -232,7 +232,6 @@ def coerce(key: str, value: Any) -> Any:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-
     for key, options in CHOICES.items():
         value = getattr(cfg, key)
         if value not in options:
@@ -321,7 +320,6 @@ def build_config(*layers: Mapping[str, Any]) -> RunConfig:
 
     T and N of an ANN architecture are set to None whatever the layers say (they do not apply:
     a sweep may cross ANN and SNN architectures with N)."""
-
     values = RunConfig().to_dict()
     for layer in layers:
         for key, value in layer.items():

@@ -28,10 +28,6 @@ DATASETS.add("cifar10dvs", CIFAR10DVSDataModule, fakeable=True, label="CIFAR10-D
 DATASETS.add("fake", FakeData)
 
 
-def names() -> list[str]:
-    return DATASETS.names()
-
-
 def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:
     return DATASETS.get(cfg.dataset)
 
@@ -46,5 +42,5 @@ def build_datamodule(cfg: RunConfig) -> L.LightningDataModule:
     return _datamodule_cls(cfg).from_config(cfg)
 
 
-__all__ = ["DATASETS", "build_datamodule", "check_available", "names", "CIFAR10DataModule",
+__all__ = ["DATASETS", "build_datamodule", "check_available", "CIFAR10DataModule",
            "CIFAR100DataModule", "CIFAR10DVSDataModule", "DigitsDataModule"]

@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.neurons.settings import NeuronSettings
 from bench.registry import ARCHITECTURES
+
 MAX_T = 256  # timesteps; the run config and `bench perf` check T here too
 
 
@@ -31,9 +32,8 @@ def check_T(T: object) -> int:
 def register_model(fn: Callable[..., nn.Module] | None = None, *, spiking: bool = True,
                    **meta: Any) -> Any:
     """Register a builder under its function name (bare `@register_model` or with metadata)."""
-    if fn is not None:
-        return ARCHITECTURES.register(spiking=spiking, **meta)(fn)
-    return ARCHITECTURES.register(spiking=spiking, **meta)
+    register = ARCHITECTURES.register(spiking=spiking, **meta)
+    return register(fn) if fn is not None else register
 
 
 def names() -> list[str]:

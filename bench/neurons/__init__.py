@@ -1,7 +1,7 @@
 """Multi-level spiking neurons, their settings and their gradient estimators."""
 
-from bench.neurons.estimators import (ESTIMATORS, Estimator, build_estimator, names as estimator_names,
-                                      register)
+from bench.neurons.estimators import ESTIMATORS, Estimator, build_estimator, register
+from bench.neurons.estimators import names as estimator_names
 from bench.neurons.multilevel import MultiLevelIF, set_backend
 from bench.neurons.settings import BACKENDS, NEURONS, NeuronSettingError, NeuronSettings
 

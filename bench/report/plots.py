@@ -359,7 +359,7 @@ TERM_COLORS = dict(zip(ALL_ENERGY_TERMS, ("#8c564b", "#1f77b4", "#ff7f0e", "#946
                                           "#bcbd22", "#d62728", "#17becf", "#e377c2")))
 
 
-def energy_category(arch: str, N: float) -> str:
+def energy_category(N: float) -> str:
     if N is None or math.isnan(N):  # no spike levels: an ANN
         return "ANN"
     return "binary SNN" if N == 1 else "multi-level SNN"
@@ -367,7 +367,7 @@ def energy_category(arch: str, N: float) -> str:
 
 def categories_text(agg: pd.DataFrame) -> str:
     """'2 ANN, 1 binary SNN and 3 multi-level SNN groups': what an energy figure shows."""
-    cats = [energy_category(a, n) for a, n in zip(agg["arch"], agg["N"].astype(float))]
+    cats = [energy_category(n) for n in agg["N"].astype(float)]
     parts = [f"{cats.count(c)} {c}" for c in CATEGORIES if c in cats]
     if not parts:
         return "no group"
@@ -404,7 +404,7 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
     if d.empty:
         raise SkipPlot(f"no energy estimate ({schema.SUMMARY_FILE} `{energy}`) in the "
                        "completed runs")
-    d["category"] = [energy_category(a, n) for a, n in zip(d["arch"], d["N"].astype(float))]
+    d["category"] = [energy_category(n) for n in d["N"].astype(float)]
     d["rank"] = d["category"].map(CATEGORIES.index)
     d = d.sort_values("rank", kind="stable")
     size = _SIZE.get()

@@ -62,8 +62,8 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
     load_plugins(plugins or ())  # before the file's names are checked
     spec = load_spec(file, sets)
     if plugins:  # recorded in every trial's config like any fixed key
-        listed = [*spec.fixed.get("plugins", ()), *plugins]
-        spec = load_spec(file, [*(sets or []), f"plugins={json.dumps(list(dict.fromkeys(listed)))}"])
+        listed = list(dict.fromkeys([*spec.fixed.get("plugins", ()), *plugins]))
+        spec = load_spec(file, [*(sets or []), f"plugins={json.dumps(listed)}"])
     root = Path(results or "results")
     for folder in (root, root / spec.name):
         if folder.exists() and not folder.is_dir():
