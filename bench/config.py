@@ -221,6 +221,8 @@ def coerce(key: str, value: Any) -> Any:
         raise BenchError(f"config key '{key}': null is not a valid {kind}")
     try:
         if kind == "int | float":  # kept typed: Lightning reads 1 and 1.0 differently
+            if isinstance(value, str):  # YAML leaves `inf`, `1e999` as text
+                return float(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError
             return value
