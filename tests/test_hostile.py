@@ -525,3 +525,19 @@ def test_report_writes_only_under_reports_of_its_study(tmp_path, monkeypatch, wo
     assert [p.name for p in here.iterdir()] == ["reports"]
     assert [p.name for p in (here / "reports").iterdir()] == ["good"]
     assert (here / "reports" / "good" / "index.md").is_file()
+
+
+@pytest.mark.parametrize("layer", [{"dataset": "digits"},
+                                   {"dataset": "fake", "fake_images": 123},
+                                   {"dataset": "fake", "fake_images": 101,
+                                    "fake_like": "cifar10dvs", "image_size": 8}])
+def test_the_limit_check_counts_the_images_the_loaders_hold(layer):
+    """split_sizes (checked before anything loads) = the datamodule's splits once set up."""
+    from bench.config import build_config
+    from bench.data import DATASETS, build_datamodule
+
+    cfg = build_config(layer, {"accelerator": "cpu"})
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    loaded = {s: len(getattr(dm, f"{s}_dataloader")().dataset) for s in ("train", "val", "test")}
+    assert loaded == DATASETS.get(cfg.dataset).split_sizes(cfg)

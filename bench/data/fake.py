@@ -153,17 +153,22 @@ class FakeData:
         """Always available: generated in memory."""
 
     @classmethod
-    def check_config(cls, cfg: RunConfig) -> None:
-        """The set's bytes within MAX_BYTES and every batch limit giving a batch (one line)."""
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int]:
+        """Images per split, as the datamodule of `fake_like` will hold them."""
         n = cfg.fake_images or REAL_COUNT[cfg.fake_like]
         if cfg.fake_like == "cifar10dvs":
-            shape = (cfg.T or 1, 2, cfg.image_size, cfg.image_size)
             per_class = [n // 10 + (c < n % 10) for c in range(10)]  # synthetic_images' labels
-            sizes, stored = stratified_sizes(per_class, TRAIN_FRACTION), n
+            return stratified_sizes(per_class, TRAIN_FRACTION)
+        return cifar_split_sizes(n, n // 10, max(1, n // 5))
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """The set's bytes within MAX_BYTES and every batch limit giving a batch (one line)."""
+        n, sizes = cfg.fake_images or REAL_COUNT[cfg.fake_like], cls.split_sizes(cfg)
+        if cfg.fake_like == "cifar10dvs":  # one stored set: validation = test
+            shape, stored = (cfg.T or 1, 2, cfg.image_size, cfg.image_size), n
         else:
-            shape = CIFAR_SHAPE
-            sizes = cifar_split_sizes(n, n // 10, max(1, n // 5))
-            stored = n + sizes["test"]
+            shape, stored = CIFAR_SHAPE, n + sizes["test"]
         size = stored * math.prod(shape)
         if size > MAX_BYTES:
             raise BenchError(f"config key 'fake_images': {stored} generated images of "
