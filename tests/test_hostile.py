@@ -470,8 +470,12 @@ def test_perf_settings_come_from_one_dataclass(monkeypatch):
 
 
 def test_batch_limits_keep_their_type_and_old_records_their_meaning():
-    from bench.config import build_config, record_layer
+    from dataclasses import fields
 
+    from bench.config import NULL_MEANS, RunConfig, build_config, record_layer
+
+    # null is a setting exactly where RunConfig declares it (and says what it means)
+    assert {f.name for f in fields(RunConfig) if "None" in str(f.type)} == set(NULL_MEANS)
     cfg = build_config({"limit_train_batches": "1", "limit_val_batches": "1.0",
                         "limit_test_batches": 0.25})
     assert [type(v) for v in (cfg.limit_train_batches, cfg.limit_val_batches,
