@@ -133,7 +133,7 @@ def _status(folder: Path) -> str | None:
 def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
     """(config, trial) of an interrupted run folder from its config.json; BenchError (one line)
     when it can't be resumed."""
-    from bench.config import build_config, keys
+    from bench.config import build_config, record_layer
 
     folder = Path(folder)
     config_file = folder / schema.CONFIG_FILE
@@ -157,4 +157,5 @@ def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
         raise BenchError(f"--resume {folder}: expected a folder RESULTS/<study>/runs/<run_id>")
     where = {"results": str(here.parent.parent.parent), "study": here.parent.parent.name,
              "run_id": here.name}
-    return build_config({k: v for k, v in saved.items() if k in keys()}, where), trial
+    return build_config(record_layer(saved, f"--resume {folder}: {schema.CONFIG_FILE}"),
+                        where), trial

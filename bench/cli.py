@@ -20,6 +20,9 @@ MAX_MESSAGE = 500  # characters of an error line (a value quoted in it may be hu
 def _run(args: argparse.Namespace) -> int:
     from bench.run import main_run
 
+    if args.trust_plugins and not args.resume:
+        raise BenchError("--trust-plugins goes with --resume (it trusts the run's recorded "
+                         "plugin files)")
     return main_run(config_file=args.config, sets=args.set, results=args.results,
                     resume=args.resume, plugins=args.plugin)
 
@@ -66,8 +69,11 @@ def _figures(args: argparse.Namespace) -> int:
 
 def _perf(args: argparse.Namespace) -> int:
     from bench.perf import main_perf
+    from bench.perf_settings import PerfSettings
 
-    return main_perf(args)
+    given = {name: getattr(args, name) for name, *_ in PerfSettings.options()
+             if hasattr(args, name)}  # the others keep PerfSettings' defaults
+    return main_perf(PerfSettings(**given))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,6 +96,25 @@ def _plugin_option(parser: argparse.ArgumentParser) -> None:
                         "data sets or energy models (repeatable; recorded in the config)")
 
 
+def _trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-plugins", action="store_true",
+                        help="import the plugin files the run's record names without passing "
+                        "them again (only for runs you trust: a plugin is code)")
+
+
+def _perf_options(parser: argparse.ArgumentParser) -> None:
+    """The options of bench.perf_settings.PerfSettings (defaults and help declared there)."""
+    from bench.perf_settings import PerfSettings
+
+    for name, option, kind, text in PerfSettings.options():
+        if kind == "flag":
+            parser.add_argument(option, dest=name, action="store_true",
+                                default=argparse.SUPPRESS, help=text)
+        else:
+            parser.add_argument(option, dest=name, type=kind, default=argparse.SUPPRESS,
+                                help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bench",
@@ -103,8 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     r.add_argument("--results", help="results root (default results/)")
     r.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue an interrupted run from RUN_DIR/last.ckpt (its own config)")
+                   help="continue an interrupted run from RUN_DIR/last.ckpt (its own config; "
+                   "its recorded plugin files must be passed again with --plugin)")
     _plugin_option(r)
+    _trust_option(r)
     r.set_defaults(func=_run)
 
     ev = sub.add_parser("eval", help="measure a trained model again (accuracy, spikes, energy)")
@@ -112,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a run folder (its best.ckpt, else last.ckpt) or a .ckpt file")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key that does not change the network")
-    ev.add_argument("--split", choices=("test", "val"), default="test")
+    ev.add_argument("--split", choices=("test", "val"), default="test",
+                    help="the split measured (default test)")
     _plugin_option(ev)
+    _trust_option(ev)
     ev.set_defaults(func=_eval)
 
     s = sub.add_parser("sweep", help="an Optuna sweep described by a W&B-schema YAML file")
-    s.add_argument("file")
+    s.add_argument("file", help="sweep file (W&B sweep schema, YAML)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
     s.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
     s.add_argument("--storage", help="optuna storage URL (default: journal file in results/)")
@@ -126,42 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_sweep)
 
     st = sub.add_parser("status", help="the trial table of a sweep")
-    st.add_argument("results_dir")
+    st.add_argument("results_dir", help="the sweep's folder, results/<sweep name>")
     st.add_argument("--storage", help="optuna storage URL, if not the study's journal file")
     st.set_defaults(func=_status)
 
     rp = sub.add_parser("report", help="tables and plots from run records")
-    rp.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR")
+    rp.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR",
+                    help="study folders (results/<study>) whose run records are reported")
     rp.add_argument("--out", help="output folder (default reports/<study>)")
     rp.add_argument("--baseline", help="baseline row, e.g. arch=sew_resnet18")
     rp.set_defaults(func=_report)
 
     f = sub.add_parser("figures", help="the paper's figures and tables beside its numbers")
-    f.add_argument("--results", default="results")
-    f.add_argument("--out", default="reports/paper")
+    f.add_argument("--results", default="results",
+                   help="results root holding the paper's studies (default results)")
+    f.add_argument("--out", default="reports/paper",
+                   help="output folder (default reports/paper)")
     f.set_defaults(func=_figures)
 
     pf = sub.add_parser("perf", help="time training steps against baselines")
-    pf.add_argument("--models", default="sparse_resnet18",
-                    help="comma-separated architectures to time (default sparse_resnet18)")
-    pf.add_argument("--T", type=int, default=1)
-    pf.add_argument("--N", type=int, default=4)
-    pf.add_argument("--batch-size", type=int, default=32)
-    pf.add_argument("--image-size", type=int, default=32)
-    pf.add_argument("--in-channels", type=int, default=3)
-    pf.add_argument("--warmup", type=int, default=3)
-    pf.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
-    pf.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    pf.add_argument("--channels-last", action="store_true")
-    pf.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
-    pf.add_argument("--variants", help="comma-separated, timed side by side: eager (no fused "
-                    "kernels), fused (MultiLevelIF's fused kernels, as runs use them; default), "
-                    "compiled (torch.compile of the eager model)")
-    pf.add_argument("--compile", action="store_true", help="same as --variants compiled")
-    pf.add_argument("--probes", action="store_true",
-                    help="also time the models with all run probes attached (overhead)")
-    pf.add_argument("--no-baselines", action="store_true",
-                    help="skip the ANN and spikingjelly SEW-ResNet18 baselines")
+    _perf_options(pf)
     _plugin_option(pf)
     pf.set_defaults(func=_perf)
     return p
@@ -174,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     func: Callable[[argparse.Namespace], int] = args.func
+    from bench.plugins import trust_records
+
+    trust_records(bool(getattr(args, "trust_plugins", False)))  # this command's choice only
     try:
         if getattr(args, "plugin", None):
             from bench.plugins import load_plugins
@@ -189,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench {args.verb}: error: {reason}{one_line(exc.strerror or str(exc))}{where}",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"bench {args.verb}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"bench {args.verb}: interrupted{getattr(exc, 'where', '')}", file=sys.stderr)
         return 130
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from bench.errors import BenchError
 from bench.neurons.settings import NeuronSettingError, NeuronSettings
-from bench.plugins import load_plugins
+from bench.plugins import load_plugins, recorded
 from bench.registry import ARCHITECTURES, DATASETS
 
 OPTIMIZERS = ("sgd", "adam")
@@ -34,10 +34,11 @@ NETWORK_KEYS = ("dataset", "arch", "T", "neuron", "N", "threshold", "learnable_t
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 # the largest values a run accepts, checked before anything is allocated (README, "Limits")
 MAXIMA = {"image_size": 1024, "batch_size": 65536, "epochs": 100000,
-          "num_workers": 256, "grad_every": 10**9}
+          "num_workers": 256, "grad_every": 10**9, "fake_images": 1_000_000}
 MAX_SEED = 2**32 - 1  # numpy, torch and Optuna seeds are uint32
-# study and run_id name folders under results/: a plain name, no path
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# study, run_id, project and a sweep's name become folders, W&B names and Optuna study names:
+# a plain name, no path (matched whole: `$` alone would let a final newline through)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_NAME = 100
 MAX_YAML_BYTES = 1_000_000  # config and sweep files
 MAX_YAML_DEPTH = 32  # nesting levels of a config or sweep file (a sweep needs 4)
@@ -84,9 +85,10 @@ class RunConfig:
     batch_size: int = 64
     seed: int = 0
     deterministic: bool = True
-    limit_train_batches: float = 1.0  # fraction (<=1.0) or number of batches (>1)
-    limit_val_batches: float = 1.0
-    limit_test_batches: float = 1.0
+    # as Lightning reads them: an int is a number of batches, a float in (0, 1] a share of the set
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    limit_test_batches: int | float = 1.0
     # hardware
     accelerator: str = "auto"
     precision: str = "32"
@@ -158,6 +160,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # keys whose values an architecture declares (registry metadata `options`), e.g. ResNet's stem
 ARCH_OPTIONS = ("stem", "shortcut")
+# the keys whose null is a documented setting (the others refuse null and empty values)
+NULL_MEANS = {"lr": "the optimizer's default learning rate",
+              "T": "no timesteps (an ANN architecture only)",
+              "N": "no spike levels (an ANN architecture only)"}
+EMPTY_MEANS = {"run_id": "a generated run id"}  # the keys whose empty string is a setting
+LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 POSITIVE = ("epochs", "batch_size", "grad_every", "image_size")
 NON_NEGATIVE = ("num_workers", "weight_decay", "momentum", "seed", "fake_images")
 
@@ -177,11 +185,12 @@ def short(value: Any, limit: int = 80) -> str:
 
 
 def check_name(key: str, value: Any) -> str:
-    """A study, run or sweep name: it names a folder, so no path, no '..', bounded length."""
-    if not isinstance(value, str) or not NAME_RE.match(value) or ".." in value:
+    """A study, run, project or sweep name: the one check of every name that reaches a path,
+    W&B or Optuna (no path, no '..', no newline, bounded length)."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or ".." in value:
         raise BenchError(f"{key} {short(value)} must be 1-{MAX_NAME} letters, digits, '_', '.' "
                          "or '-', starting with a letter or digit, without '..' "
-                         "(it names a folder under results/)")
+                         "(it names a folder, a W&B project or run, an Optuna study)")
     return value
 
 
@@ -200,11 +209,23 @@ def coerce(key: str, value: Any) -> Any:
         raise BenchError(f"unknown config key {short(key)}; known keys: {', '.join(keys())}")
     kind = _field_type(key)
     base = kind.split("|")[0].strip()  # "int | None" -> "int"
+    if isinstance(value, str) and not value.strip() and key not in EMPTY_MEANS:
+        # `--set N=` (an unset shell variable): never a default in disguise
+        raise BenchError(f"config key '{key}': empty; give it a value"
+                         + (f" (null: {NULL_MEANS[key]})" if key in NULL_MEANS else ""))
     if isinstance(value, str) and ("str" not in base or value.lstrip().startswith("[")):
         value = parse_value(key, value)
-    try:
-        if value is None and "None" in kind:
+    if value is None:
+        if key in NULL_MEANS:
             return None
+        raise BenchError(f"config key '{key}': null is not a valid {kind}")
+    try:
+        if kind == "int | float":  # kept typed: Lightning reads 1 and 1.0 differently
+            if isinstance(value, str):  # YAML leaves `inf`, `1e999` as text
+                return float(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError
+            return value
         if base == "bool":
             if isinstance(value, bool):
                 return value
@@ -218,7 +239,7 @@ def coerce(key: str, value: Any) -> Any:
                 raise ValueError
             return float(value)
         if base == "str":
-            if isinstance(value, (dict, list)) or value is None:
+            if isinstance(value, (dict, list)):
                 raise ValueError
             return str(value)
         if base.startswith("tuple"):  # a list of strings, or one string
@@ -246,9 +267,14 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key in NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be >= 0")
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
-        if not getattr(cfg, key) > 0:
-            raise BenchError(f"config key '{key}': {getattr(cfg, key)!r} must be > 0")
+    for key in LIMIT_KEYS:
+        value = getattr(cfg, key)
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise BenchError(f"config key '{key}': {value!r} must be a share in (0, 1] (a float) "
+                             "or a number of batches >= 1 (an integer)")
+        if isinstance(value, int) and value < 1:
+            raise BenchError(f"config key '{key}': {value!r} must be >= 1 batch (an integer) or a "
+                             "share in (0, 1] (a float)")
     if 0 < cfg.fake_images < 100:  # validation needs an image of each of 10 classes (DVS's 9:1)
         raise BenchError(f"config key 'fake_images': {cfg.fake_images} must be 0 or >= 100")
     if cfg.fake_like not in DATASETS.names_with("fakeable"):
@@ -257,6 +283,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.lr is not None and not cfg.lr > 0:
         raise BenchError(f"config key 'lr': {cfg.lr!r} must be > 0")
     _check_limits(cfg)
+    _check_data(cfg)
     try:
         cfg.neuron_settings()
     except NeuronSettingError as exc:
@@ -295,6 +322,14 @@ def _check_architecture(cfg: RunConfig) -> None:
                              f"(only {default!r})")
 
 
+def _check_data(cfg: RunConfig) -> None:
+    """What the data set says of these settings before anything is loaded (its size in memory,
+    the batches each limit gives): the registered class's optional `check_config(cfg)`."""
+    check = getattr(DATASETS.get(cfg.dataset), "check_config", None)
+    if check is not None:
+        check(cfg)
+
+
 def _check_limits(cfg: RunConfig) -> None:
     """Finite floats, ints within their stated maxima, safe names, folders that are folders."""
     for f in fields(RunConfig):
@@ -308,6 +343,7 @@ def _check_limits(cfg: RunConfig) -> None:
         raise BenchError(f"config key 'seed': {cfg.seed} is over the maximum {MAX_SEED} "
                          "(seeds are 32-bit)")
     check_name("config key 'study':", cfg.study)
+    check_name("config key 'project':", cfg.project)
     if cfg.run_id:
         check_name("config key 'run_id':", cfg.run_id)
     for key in ("results", "data_root"):
@@ -328,11 +364,34 @@ def build_config(*layers: Mapping[str, Any]) -> RunConfig:
     values["plugins"] = tuple(values["plugins"])
     if values["arch"] in ARCHITECTURES and not ARCHITECTURES.meta(values["arch"], "spiking"):
         values.update(T=None, N=None)
-    elif values["N"] is None:
-        values["N"] = _NEURON.N  # an ANN's config reused for a spiking arch
-    if values["T"] is None and values["N"] is not None:
-        values["T"] = RunConfig.T
+    elif values["arch"] in ARCHITECTURES:
+        for key in ("T", "N"):  # null means "an ANN": said of a spiking arch, it is a mistake
+            if values[key] is None:
+                raise BenchError(f"config key '{key}': null is for an ANN architecture; "
+                                 f"{values['arch']} is spiking (give an integer from 1 to 256)")
     return validate(RunConfig(**values))
+
+
+def upgrade_limits(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded config with its batch limits in today's meaning. Records written before the
+    limits were kept typed hold floats only (every value went through float()) and read a
+    float > 1 as a number of batches (rounded down): such a float is that integer now. Their
+    1.0 meant the whole set, as 1.0 does now; an integer is always a new record's."""
+    out = dict(saved)
+    for key in LIMIT_KEYS:
+        if isinstance(out.get(key), float) and out[key] > 1:
+            out[key] = int(out[key])
+    return out
+
+
+def record_layer(saved: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A recorded config (a run's config.json, a checkpoint's hyper-parameters) as a config
+    layer: its config keys, in today's meaning (upgrade_limits), its plugin files only where
+    passed again or trusted (bench.plugins.recorded; `source` names the record)."""
+    out = upgrade_limits({k: v for k, v in saved.items() if k in keys()})
+    if out.get("plugins"):
+        out["plugins"] = recorded(coerce("plugins", out["plugins"]), source)
+    return out
 
 
 def plugin_layer(layers: list[Mapping[str, Any]], files: list[str] | None) -> dict[str, Any]:

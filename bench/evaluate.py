@@ -21,7 +21,7 @@ import lightning as L
 
 from bench import schema
 from bench.checkpoint import BEST, LAST
-from bench.config import NETWORK_KEYS, RunConfig, parse_sets
+from bench.config import NETWORK_KEYS, RunConfig, parse_sets, record_layer
 from bench.errors import BenchError
 from bench.record import RunRecord
 
@@ -52,7 +52,8 @@ def load_trained(ckpt: Path):
     try:  # weights_only: a checkpoint given on the command line executes no pickled code
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         hp = state["hyper_parameters"]
-        module = SpikingClassifier(hp["config"], hp["num_classes"], hp["in_channels"])
+        config = record_layer(hp["config"], str(ckpt))  # its plugins only if passed again
+        module = SpikingClassifier(config, hp["num_classes"], hp["in_channels"])
         module.load_state_dict(state["state_dict"])
     except BenchError:
         raise

@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from bench import schema
-from bench.config import RunConfig, keys
+from bench.config import RunConfig
 from bench.models import ARCHITECTURES, build_model
 
 SPLITS = ("train", "val", "test")
@@ -24,10 +24,11 @@ SPLITS = ("train", "val", "test")
 def _run_config(config: RunConfig | Mapping[str, Any]) -> RunConfig:
     if isinstance(config, RunConfig):
         return config
-    from bench.config import build_config
+    from bench.config import build_config, record_layer
 
-    # a checkpoint written by another bench version may hold keys this one no longer knows
-    return build_config({k: v for k, v in config.items() if k in keys()})
+    # a checkpoint written by another bench version may hold keys this one no longer knows;
+    # it runs none of the plugin files it names unless they were passed again
+    return build_config(record_layer(config, "the checkpoint's config"))
 
 
 class SpikingClassifier(L.LightningModule):

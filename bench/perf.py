@@ -13,7 +13,6 @@ kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/fused.py, at the d
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
@@ -32,6 +31,10 @@ from torch import nn
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES, build_model, check_T, is_spiking, names
 from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
+from bench.perf_settings import PerfSettings
+
+__all__ = ["PerfSettings", "run_perf", "main_perf", "make_step", "probed_step",
+           "time_with_probes", "to_markdown", "target_checks"]
 
 NUM_CLASSES = 10
 MAX_IN_CHANNELS = 64
@@ -97,7 +100,7 @@ def _device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
-def _check_args(args: argparse.Namespace) -> list[str]:
+def _check_args(args: PerfSettings) -> list[str]:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise BenchError("--models: give at least one architecture")
@@ -115,6 +118,9 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     for key in ("batch_size", "image_size", "in_channels", "steps"):
         if getattr(args, key) < 1:
             raise BenchError(f"--{key.replace('_', '-')}: {getattr(args, key)} must be >= 1")
+    if args.batch_size == 1:  # wherever a feature map is 1x1, BatchNorm sees one value
+        raise BenchError("--batch-size: 1 is too small to time training steps: BatchNorm in "
+                         "training mode needs more than one value per channel; use 2 or more")
     if args.warmup < 0:
         raise BenchError(f"--warmup: {args.warmup} must be >= 0")
     from bench.config import MAXIMA
@@ -135,7 +141,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(models))
 
 
-def variants(args: argparse.Namespace) -> list[str]:
+def variants(args: PerfSettings) -> list[str]:
     """The --variants list; --compile alone means "compiled", nothing means "fused"."""
     spec = getattr(args, "variants", None) or ("compiled" if args.compile else "fused")
     out = list(dict.fromkeys(v.strip() for v in spec.split(",") if v.strip()))
@@ -207,7 +213,7 @@ def time_with_probes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, warm
     return 1e3 * statistics.median(entry.times)
 
 
-def _ours(name: str, args: argparse.Namespace, role: str) -> Entry:
+def _ours(name: str, args: PerfSettings, role: str) -> Entry:
     spiking = is_spiking(name)
     model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels,
                         T=args.T if spiking else None,
@@ -215,7 +221,7 @@ def _ours(name: str, args: argparse.Namespace, role: str) -> Entry:
     return Entry(name, role, model.T, model.N, _family(name), model)
 
 
-def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
+def _entries(models: list[str], args: PerfSettings) -> list[Entry]:
     entries = [_ours(m, args, "model") for m in models]
     if args.no_baselines:
         return entries
@@ -228,7 +234,7 @@ def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
     return entries
 
 
-def _prepare(entries: list[Entry], args: argparse.Namespace, device: torch.device) -> list[Entry]:
+def _prepare(entries: list[Entry], args: PerfSettings, device: torch.device) -> list[Entry]:
     """Per variant: copy, move and format the models, set their neurons' backend for the
     variant, compile them, build their steps; add "with probes" twins."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -321,12 +327,12 @@ def to_markdown(table: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, floatfmt=formats, missingval="")
 
 
-def run_perf(args: argparse.Namespace) -> pd.DataFrame:
-    """The timing table for the parsed `bench perf` arguments (a notebook can call this)."""
-    return _table(_timed_entries(args))
+def run_perf(settings: PerfSettings = PerfSettings()) -> pd.DataFrame:
+    """The timing table (a notebook's `bench perf`); BenchError (one line) for a bad setting."""
+    return _table(_timed_entries(settings))
 
 
-def _timed_entries(args: argparse.Namespace) -> list[Entry]:
+def _timed_entries(args: PerfSettings) -> list[Entry]:
     models = _check_args(args)
     device = _device(args.device)
     entries = _prepare(_entries(models, args), args, device)
@@ -334,7 +340,8 @@ def _timed_entries(args: argparse.Namespace) -> list[Entry]:
     return entries
 
 
-def main_perf(args: argparse.Namespace) -> int:
+def main_perf(args: PerfSettings) -> int:
+    _check_args(args)  # every one-line error before any warning
     device = _device(args.device)
     if args.steps < MIN_STEPS:
         print(f"bench perf: warning: {args.steps} timed steps (< {MIN_STEPS}): the medians and "

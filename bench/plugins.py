@@ -7,6 +7,11 @@ Three ways in, all equivalent:
 - any module imported before bench runs (a notebook, `python -c "import mine; ..."`).
 A sweep hands its worker processes every plugin module and file the parent has, so trials see
 the same registries (`worker_plugins` / `load_worker_plugins`).
+
+A file named by a record (a run's config.json, a checkpoint) is never imported because the record
+says so: `bench eval` and `bench run --resume` use it only when it is passed again (`--plugin`,
+loaded first) or the record is trusted (`--trust-plugins`); see `recorded`. Evaluating someone
+else's checkpoint must not run code it names.
 """
 
 from __future__ import annotations
@@ -26,6 +31,35 @@ from bench.registry import registered_modules
 ENTRY_POINT_GROUP = "bench.plugins"
 _files: dict[str, str] = {}  # resolved path -> module name of plugin files loaded
 _entry_points_loaded = False
+_trust_records = False  # --trust-plugins: a record's plugin files may be imported as named
+
+
+def trust_records(trust: bool = True) -> None:
+    """Let (or stop) `recorded` hand a record's plugin files over as they are named."""
+    global _trust_records
+    _trust_records = trust
+
+
+def recorded(paths: Iterable[str], source: str) -> tuple[str, ...]:
+    """The plugin files a record names, as this process may load them: each one passed again
+    (a file loaded here with the same path, or else the same file name: the one passed is
+    used), or all as named when records are trusted; otherwise BenchError naming them."""
+    paths = tuple(paths)
+    if _trust_records:
+        return paths
+    by_name = {Path(key).name: key for key in _files}
+    out, missing = [], []
+    for path in paths:
+        key = str(Path(path).expanduser().resolve())
+        if key in _files or Path(path).name in by_name:
+            out.append(path if key in _files else by_name[Path(path).name])
+        else:
+            missing.append(path)
+    if missing:
+        raise BenchError(f"{source} records plugin files {', '.join(missing)}: a recorded "
+                         "plugin runs only when passed again (--plugin FILE, one per file) or "
+                         "with --trust-plugins (a record must not run code of its own accord)")
+    return tuple(dict.fromkeys(out))
 
 
 def load_plugins(paths: Iterable[str] = ()) -> None:
@@ -53,8 +87,14 @@ def load_file(path: str) -> str:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: say where, in one line
+    except BaseException as exc:  # the user's code: say where, in one line
         del sys.modules[name]
+        if isinstance(exc, SystemExit):  # not bench's exit code to give
+            raise BenchError(f"plugin {path}{_where(exc, key)}: called sys.exit({exc.code!r})"
+                             ) from None
+        if not isinstance(exc, Exception):  # Ctrl-C (or raised as one): the command stops
+            exc.where = f" while importing plugin {path}"  # type: ignore[attr-defined]
+            raise
         raise BenchError(f"plugin {path}{_where(exc, key)}: {type(exc).__name__}: {exc}") from None
     _files[key] = name
     return name
@@ -76,6 +116,9 @@ def load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
+        except SystemExit as exc:
+            raise BenchError(f"plugin entry point {ep.name} ({ep.value}): called "
+                             f"sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise BenchError(f"plugin entry point {ep.name} ({ep.value}): "
                              f"{type(exc).__name__}: {exc}") from None

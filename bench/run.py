@@ -233,9 +233,9 @@ def main_run(config_file: str | None = None, sets: list[str] | None = None,
     if resume:
         from bench.checkpoint import resume_config
 
-        if config_file or sets or results or plugins:
+        if config_file or sets or results:  # --plugin: its recorded plugins, passed again
             raise BenchError("--resume continues the run with its own config.json: "
-                             "no --config, --set, --results or --plugin with it")
+                             "no --config, --set or --results with it")
         cfg, trial = resume_config(resume)
     else:
         layers: list[dict[str, Any]] = []

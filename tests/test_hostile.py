@@ -46,6 +46,19 @@ def build(t: Path) -> None:
     (t / "plain.txt").write_text("not a journal\n")
     (t / "garbage.ckpt").write_bytes(os.urandom(2048))
     (t / "text.ckpt").write_text("not a checkpoint\n")
+    # plugins: one that must never run (it would leave a file), one exiting, one interrupting
+    (t / "evil.py").write_text(f"open({str(t / 'ran.txt')!r}, 'w').write('ran')\n")
+    (t / "exit3.py").write_text("import sys\nsys.exit(3)\n")
+    (t / "ctrl_c.py").write_text("raise KeyboardInterrupt\n")
+    recorded = {"arch": "sew_resnet18", "plugins": [str(t / "evil.py")]}
+    import torch
+
+    torch.save({"hyper_parameters": {"config": recorded, "num_classes": 10, "in_channels": 1},
+                "state_dict": {}}, t / "plugged.ckpt")
+    plugged = t / "results" / "plugged" / "runs" / "r1"
+    plugged.mkdir(parents=True)
+    (plugged / "config.json").write_text(json.dumps(recorded))
+    (plugged / "last.ckpt").write_bytes(b"")
     sweeps = {
         "s_random": None, "s_latin1": None,
         "s_laughs_values": LAUGHS + "name: x\nmethod: grid\nparameters: {seed: {values: *i}}\n",
@@ -63,6 +76,13 @@ def build(t: Path) -> None:
         "s_ok": sweep_text(),
         "s_tpu": param_sweep(accelerator={"value": "tpu"}),
         "s_bigseed": param_sweep(seed={"value": 99999999999999999999}),
+        "s_N_null": param_sweep(N={"value": None}),
+        "s_N_empty": param_sweep(N={"value": ""}),
+        "s_name_newline": sweep_text(name="abc\n"),
+        "s_project_newline": sweep_text(project="p\n"),
+        "s_fresh": sweep_text(name="fresh"),
+        "s_limit_no_batch": param_sweep(limit_val_batches={"value": 0.001}),
+        "s_limit_over_one": param_sweep(limit_train_batches={"values": [0.5, 2.0]}),
     }
     for name, text in sweeps.items():
         if text is not None:
@@ -89,7 +109,8 @@ def build(t: Path) -> None:
                "toplist": [SUMMARY], "accstr": {**SUMMARY, "test_acc": "high"},
                "energylist": {**SUMMARY, "energy": [1, 2]},
                "spikesstr": {**SUMMARY, "spikes_per_image": "many"},
-               "statusdict": {**SUMMARY, "status": {"done": True}}}
+               "statusdict": {**SUMMARY, "status": {"done": True}},
+               "nstr": {**SUMMARY, "config": {**SUMMARY["config"], "N": "a"}}}
     for study, summary in damaged.items():
         _record(t / "reports_in" / study / "runs" / "good", SUMMARY)
         _record(t / "reports_in" / study / "runs" / "bad", summary)
@@ -103,6 +124,11 @@ def build(t: Path) -> None:
     _record(t / "reports_in" / "good" / "runs" / "good", SUMMARY)
     (t / "reports_in" / "binsweep" / "sweep.yaml").write_bytes(os.urandom(1024))
     _record(t / "figs" / "levels" / "runs" / "bad", {**SUMMARY, "config": "x"})
+    _record(t / "figs_nstr" / "levels" / "runs" / "bad",
+            {**SUMMARY, "config": {**SUMMARY["config"], "T": "a"}})
+    _record(t / "reports_in" / "paramlist" / "runs" / "good", SUMMARY)
+    (t / "reports_in" / "paramlist" / "sweep.yaml").write_text(
+        sweep_text(parameters=["seed", "N"]))
     # a finished sweep trial's record that a run must not overwrite
     _record(t / "results" / "done" / "runs" / "trial-0000", SUMMARY)
 
@@ -279,13 +305,68 @@ CASES = {
     "perf_unknown_model": (["perf", "--models", "resnet9000"], "unknown architecture"),
     "perf_device_tpu": (["perf", "--device", "tpu", "--no-baselines"], "--device: 'tpu'"),
     "perf_batch_text": (["perf", "--batch-size", "lots"], "--batch-size"),
+    # values as strict as before: empty and null are no default in disguise
+    "run_set_N_empty": (["run", "--set", "N=", *R], "'N': empty"),
+    "run_set_lr_empty": (["run", "--set", "lr=", *R], "'lr': empty"),
+    "run_set_N_null": (["run", "--set", "N=null", *R], "'N': null is for an ANN"),
+    "run_set_T_null": (["run", "--set", "T=~", *R], "'T': null is for an ANN"),
+    "run_set_seed_null": (["run", "--set", "seed=null", *R], "'seed': null is not a valid"),
+    "run_set_data_root_empty": (["run", "--set", "data_root=", *R], "'data_root': empty"),
+    "sweep_N_value_null": (["sweep", "{t}/s_N_null.yaml", *R], "'N': null is for an ANN"),
+    "sweep_N_value_empty": (["sweep", "{t}/s_N_empty.yaml", *R], "'N': empty"),
+    # names matched whole (a final newline is not a name), project included
+    "run_study_final_newline": (["run", "--set", "study=abc\n", *R], "'study': 'abc\\n'"),
+    "run_id_final_newline": (["run", "--set", "run_id=abc\n", *R], "'run_id': 'abc\\n'"),
+    "run_set_project_slash": (["run", "--set", "project=a/b", *R], "'project': 'a/b' must be"),
+    "sweep_name_final_newline": (["sweep", "{t}/s_name_newline.yaml", *R], "name 'abc\\n'"),
+    "sweep_project_newline": (["sweep", "{t}/s_project_newline.yaml", *R], "project 'p\\n'"),
+    # sizes bounded before anything is allocated
+    "run_fake_images_huge": (["run", "--set", "dataset=fake", "--set", "fake_images=2000000000",
+                              *R], "'fake_images': 2000000000 is over the maximum 1000000"),
+    "run_fake_dvs_bytes": (["run", "--set", "dataset=fake", "--set", "fake_like=cifar10dvs",
+                            "--set", "T=64", "--set", "image_size=256", *R],
+                           "over the 4 GiB a fake set may take"),
+    # batch limits as Lightning reads them, checked against the set's size before training
+    "run_limit_share_no_batch": (["run", "--set", "limit_val_batches=0.2", "--set",
+                                  "batch_size=256", *R],
+                                 "'limit_val_batches': 0.2 of the 1 val batches of digits"),
+    "run_limit_float_over_one": (["run", "--set", "limit_train_batches=2.0", *R],
+                                 "'limit_train_batches': 2.0 must be a share in (0, 1]"),
+    "run_limit_zero": (["run", "--set", "limit_test_batches=0", *R],
+                       "'limit_test_batches': 0 must be >= 1"),
+    "sweep_limit_no_batch": (["sweep", "{t}/s_limit_no_batch.yaml", *R],
+                             "'limit_val_batches': 0.001 of the 4 val batches"),
+    # plugins: a record's plugin files never run unless passed again; a plugin's exit is ours
+    "eval_recorded_plugin": (["eval", "{t}/plugged.ckpt"],
+                             "plugged.ckpt records plugin files {t}/evil.py"),
+    "resume_recorded_plugin": (["run", "--resume", "{t}/results/plugged/runs/r1"],
+                               "config.json records plugin files {t}/evil.py"),
+    "run_trust_without_resume": (["run", "--trust-plugins", *R], "--trust-plugins goes with"),
+    "plugin_sys_exit": (["run", "--plugin", "{t}/exit3.py", *R],
+                        "plugin {t}/exit3.py, line 2: called sys.exit(3)"),
+    "plugin_ctrl_c": (["run", "--plugin", "{t}/ctrl_c.py", *R],
+                      "interrupted while importing plugin {t}/ctrl_c.py"),
+    # reports: damaged sweep files and fields named; refused sweeps leave no folder
+    "report_sweep_parameters_list": (["report", "{t}/reports_in/paramlist", "--out", "{t}/o"],
+                                     "sweep.yaml: damaged sweep file ('parameters' is a list"),
+    "report_config_number_string": (["report", "{t}/reports_in/nstr", "--out", "{t}/o"],
+                                    "bad/summary.json: damaged run record (config.N"),
+    "figures_config_number_string": (["figures", "--results", "{t}/figs_nstr", "--out",
+                                      "{t}/o"], "damaged run record (config.T"),
+    "sweep_new_name_bad_storage": (["sweep", "{t}/s_fresh.yaml", "--storage", "{t}/plain.txt",
+                                    *R], "plain.txt is not an Optuna journal"),
+    # perf: one line, and no warning before it
+    "perf_batch_one": (["perf", "--batch-size", "1"], "--batch-size: 1 is too small"),
+    "perf_error_after_few_steps": (["perf", "--steps", "2", "--T", "0"], "--T: 0"),
 }
+EXIT_CODES = {"plugin_ctrl_c": 130}  # the others: 2
 EXPANDING = {"run_config_laughs", "sweep_laughs_values", "sweep_laughs_description",
              "sweep_huge_grid", "sweep_huge_run_cap"}
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None): a case may neither change nor add one."""
+    return {str(p): p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
 
 
 @pytest.fixture(scope="module")
@@ -313,13 +394,13 @@ def test_hostile_input_is_one_line_exit_2(case, world, capsys):
         peak = tracemalloc.get_traced_memory()[1] if tracemalloc.is_tracing() else 0
         tracemalloc.stop()
     out, err = capsys.readouterr()
-    assert rc == 2, (out, err)
+    assert rc == EXIT_CODES.get(case, 2), (out, err)
     assert err.count("\n") == 1 and err.startswith("bench"), err
     assert "Traceback" not in err + out
     assert words.replace("{t}", str(tmp_path)) in err, err
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB traced"
     after = snapshot(tmp_path)
-    assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost
+    assert after == before  # nothing changed, lost or added (not even an empty folder)
 
 
 def run_main(argv: list[str]) -> int:
@@ -356,3 +437,111 @@ def test_nothing_in_the_error_line_expands(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "s.yaml"), "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 700
+
+
+def test_every_option_of_every_verb_has_help():
+    import argparse
+
+    from bench.cli import build_parser
+
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{verb} {action.dest}" for verb, parser in verbs.choices.items()
+               for action in parser._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert sorted(verbs.choices) == ["eval", "figures", "perf", "report", "run", "status",
+                                     "sweep"]
+    assert missing == []
+
+
+def test_perf_settings_come_from_one_dataclass(monkeypatch):
+    """The command line passes only what was given; PerfSettings holds every default."""
+    import bench.perf
+    from bench.perf_settings import PerfSettings
+
+    seen = []
+    monkeypatch.setattr(bench.perf, "main_perf", lambda s: seen.append(s) or 0)
+    assert main(["perf", "--steps", "7", "--no-baselines", "--T", "2"]) == 0
+    assert seen == [PerfSettings(steps=7, no_baselines=True, T=2)]
+    assert (seen[0].batch_size, seen[0].models, seen[0].variants) == (32, "sparse_resnet18", None)
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="--batch-size: 1 is too small"):
+        bench.perf.run_perf(PerfSettings(batch_size=1))  # refused before any model is built
+
+
+def test_batch_limits_keep_their_type_and_old_records_their_meaning():
+    from dataclasses import fields
+
+    from bench.config import NULL_MEANS, RunConfig, build_config, record_layer
+
+    # null is a setting exactly where RunConfig declares it (and says what it means)
+    assert {f.name for f in fields(RunConfig) if "None" in str(f.type)} == set(NULL_MEANS)
+    cfg = build_config({"limit_train_batches": "1", "limit_val_batches": "1.0",
+                        "limit_test_batches": 0.25})
+    assert [type(v) for v in (cfg.limit_train_batches, cfg.limit_val_batches,
+                              cfg.limit_test_batches)] == [int, float, float]
+    assert json.loads(json.dumps(cfg.to_dict()))["limit_train_batches"] == 1  # an int in JSON
+    assert json.dumps(cfg.to_dict()["limit_val_batches"]) == "1.0"
+    # records before typed limits: floats only, > 1 a number of batches, 1.0 the whole set
+    old = record_layer({"limit_train_batches": 3.0, "limit_val_batches": 1.0,
+                        "limit_test_batches": 0.5, "colour": "red"}, "old config.json")
+    assert old == {"limit_train_batches": 3, "limit_val_batches": 1.0, "limit_test_batches": 0.5}
+    assert type(old["limit_train_batches"]) is int and type(old["limit_val_batches"]) is float
+
+
+def test_an_integer_limit_is_that_many_batches(tmp_path):
+    """Lightning's rule, end to end: limit_train_batches=1 trains one batch per epoch."""
+    from conftest import tiny_config
+
+    from bench.run import execute
+
+    cfg = tiny_config(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1,
+                      limit_test_batches=1, probes=False, wandb="disabled", run_id="one",
+                      checkpoint="none")
+    execute(cfg)
+    record = tmp_path / "default" / "runs" / "one"
+    rows = (record / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[rows[0].split(",").index("step")] == "1"
+    assert json.loads((record / "config.json").read_text())["limit_train_batches"] == 1
+
+
+def test_a_limit_giving_no_batch_fails_its_trial_in_one_line(tmp_path, capsys):
+    from bench.sweep import main_sweep
+
+    (tmp_path / "s.yaml").write_text(param_sweep(limit_val_batches={"values": [0.001, 0.002]},
+                                                 seed={"value": 0}))
+    assert main_sweep(str(tmp_path / "s.yaml"), results=str(tmp_path / "r")) == 1
+    out = capsys.readouterr().out
+    assert "[done 0 | running 0 | failed 2 | left 0]" in out, out
+    errors = [json.loads(p.read_text())["error"]
+              for p in sorted((tmp_path / "r" / "ok" / "runs").glob("*/summary.json"))]
+    assert errors == [f"BenchError: config key 'limit_val_batches': {v} of the 4 val batches of "
+                      "digits (197 images, batch_size 64) is no batch; give a share of at least "
+                      "1/4 or a number of batches (an integer)" for v in (0.001, 0.002)]
+
+
+def test_report_writes_only_under_reports_of_its_study(tmp_path, monkeypatch, world):
+    """`runs/..` names its study folder, not '..': the report goes to reports/<study>/."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["report", f"{world}/reports_in/good/runs/.."]) == 0
+    assert [p.name for p in here.iterdir()] == ["reports"]
+    assert [p.name for p in (here / "reports").iterdir()] == ["good"]
+    assert (here / "reports" / "good" / "index.md").is_file()
+
+
+@pytest.mark.parametrize("layer", [{"dataset": "digits"},
+                                   {"dataset": "fake", "fake_images": 123},
+                                   {"dataset": "fake", "fake_images": 101,
+                                    "fake_like": "cifar10dvs", "image_size": 8}])
+def test_the_limit_check_counts_the_images_the_loaders_hold(layer):
+    """split_sizes (checked before anything loads) = the datamodule's splits once set up."""
+    from bench.config import build_config
+    from bench.data import DATASETS, build_datamodule
+
+    cfg = build_config(layer, {"accelerator": "cpu"})
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    loaded = {s: len(getattr(dm, f"{s}_dataloader")().dataset) for s in ("train", "val", "test")}
+    assert loaded == DATASETS.get(cfg.dataset).split_sizes(cfg)

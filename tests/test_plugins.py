@@ -109,9 +109,15 @@ def test_run_and_eval_with_a_plugin_file(plugin: Path, tmp_path: Path) -> None:
     layers = (run / "layers.csv").read_text()
     assert "sn" in layers  # the plugin's neuron is probed without a probe list of its own
     seen.unlink()
-    again = bench("eval", str(run), env={"PLUGIN_SEEN": str(seen)})  # no --plugin: the config's
+    # the record names the plugin; it runs only when passed again (a record runs no code)
+    refused = bench("eval", str(run), env={"PLUGIN_SEEN": str(seen)})
+    assert refused.returncode == 2 and not seen.exists(), refused.stdout + refused.stderr
+    assert refused.stderr.count("\n") == 1 and f"records plugin files {plugin}" in refused.stderr
+    again = bench("eval", str(run), "--plugin", str(plugin), env={"PLUGIN_SEEN": str(seen)})
     assert again.returncode == 0, again.stdout + again.stderr
     assert "lif" in seen.read_text().split()
+    evals = list((run / "evals").glob("*/config.json"))
+    assert [json.loads(e.read_text())["plugins"] for e in evals] == [[str(plugin)]]
 
 
 def test_names_unknown_without_the_plugin_are_one_line_errors(
@@ -167,3 +173,37 @@ def test_sweep_workers_see_plugin_files_and_modules_imported_before(tmp_path: Pa
                for r in sorted((results / "mine" / "runs").iterdir())]
     assert sorted(c["estimator"] for c in configs) == ["ste", "triangle"]
     assert all(c["plugins"] == [str(parts)] and c["arch"] == "tiny_net" for c in configs)
+
+
+def test_a_record_runs_its_plugins_only_when_passed_again_or_trusted(tmp_path: Path) -> None:
+    """resume_config (config.json) and a checkpoint's config go through bench.plugins.recorded:
+    a file passed again (loaded here, by path or by name) or --trust-plugins; else one line."""
+    from bench.checkpoint import resume_config
+    from bench.plugins import trust_records
+
+    def plugin_file(name: str) -> Path:
+        path = tmp_path / name
+        path.write_text(f"open({str(path) + '.ran'!r}, 'w').close()\n")
+        return path
+
+    def run_folder(name: str, plugins: list[str]) -> Path:
+        folder = tmp_path / "results" / "s" / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"plugins": plugins, "epochs": 1}))
+        (folder / "last.ckpt").write_bytes(b"")
+        return folder
+
+    untrusted, passed, trusted = (plugin_file(n) for n in ("a.py", "b.py", "c.py"))
+    with pytest.raises(BenchError, match=f"config.json records plugin files {untrusted}: "):
+        resume_config(run_folder("a", [str(untrusted)]))
+    assert not Path(str(untrusted) + ".ran").exists()
+    load_file(str(passed))  # what `--plugin b.py` does before the command runs
+    moved = tmp_path / "elsewhere" / "b.py"  # recorded where it was: matched by its name
+    cfg, _ = resume_config(run_folder("b", [str(passed), str(moved)]))
+    assert cfg.plugins == (str(passed),)
+    trust_records(True)
+    try:
+        cfg, _ = resume_config(run_folder("c", [str(trusted)]))
+    finally:
+        trust_records(False)
+    assert cfg.plugins == (str(trusted),) and Path(str(trusted) + ".ran").exists()

@@ -25,12 +25,19 @@ from bench.data.loaders import SplitDataModule, host_loader
 from bench.errors import BenchError
 
 SPLIT_SEED = 0  # the val hold-out is the same for every run
+VAL_SIZE = 5000  # training images held out for validation
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000  # CIFAR-10 and CIFAR-100 alike
 
 
 def holdout_split(n: int, val_size: int, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
     """(train indices, val indices): a seeded random `val_size` of range(n) and the rest."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:], perm[:val_size]
+
+
+def cifar_split_sizes(train_file: int, val_size: int, test: int) -> dict[str, int]:
+    """Images per split: the training file less its validation hold-out, the hold-out, test."""
+    return {"train": train_file - val_size, "val": val_size, "test": test}
 
 
 def resident_device(cfg: RunConfig) -> torch.device | None:
@@ -59,7 +66,7 @@ class CIFARDataModule(SplitDataModule):
         num_workers: int = 0,
         seed: int = 0,
         device: torch.device | str | None = None,
-        val_size: int = 5000,
+        val_size: int = VAL_SIZE,
         pin_memory: bool = False,
         dataset_cls: type[torchvision.datasets.CIFAR10] | None = None,
     ) -> None:
@@ -88,6 +95,10 @@ class CIFARDataModule(SplitDataModule):
     def check_available(cls, cfg: RunConfig) -> None:
         if not cfg.download:
             cls._check_files(Path(cfg.data_root), cls.dataset_cls)
+
+    @classmethod
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int]:
+        return cifar_split_sizes(TRAIN_IMAGES, VAL_SIZE, TEST_IMAGES)
 
     @classmethod
     def _check_files(cls, root: Path, dataset_cls: type[torchvision.datasets.CIFAR10]) -> None:

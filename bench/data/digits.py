@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.config import RunConfig
-from bench.data.loaders import SplitDataModule, host_loader
+from bench.data.loaders import SPLITS, SplitDataModule, host_loader
 
 SPLIT_SEED = 0  # every run sees the same split, whatever its own seed
 SPLIT_SIZES = (1400, 197, 200)  # train, val, test
@@ -34,6 +34,10 @@ class DigitsDataModule(SplitDataModule):
     @classmethod
     def check_available(cls, cfg: RunConfig) -> None:
         """Always available: the data ships with scikit-learn."""
+
+    @classmethod
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int]:
+        return dict(zip(SPLITS, SPLIT_SIZES))
 
     def setup(self, stage: str | None = None) -> None:
         if self._splits is not None:

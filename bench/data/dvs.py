@@ -28,6 +28,7 @@ from bench.errors import BenchError
 FOLDER = "CIFAR10DVS"
 SPLIT_SEED = 0  # the 9:1 split is the same for every run
 TRAIN_FRACTION = 0.9
+SAMPLES_PER_CLASS = 1000  # CIFAR10-DVS: 10,000 recordings
 
 
 class ResizeFrames:
@@ -56,6 +57,12 @@ def stratified_split(targets: list[int], train_fraction: float,
         train += idx[:cut].tolist()
         test += idx[cut:].tolist()
     return sorted(train), sorted(test)
+
+
+def stratified_sizes(per_class: list[int], train_fraction: float) -> dict[str, int]:
+    """Images per split of `stratified_split` for these class counts (validation = test)."""
+    train = sum(math.ceil(n * train_fraction) for n in per_class)
+    return {"train": train, "val": sum(per_class) - train, "test": sum(per_class) - train}
 
 
 class CIFAR10DVSDataModule(SplitDataModule):
@@ -92,6 +99,10 @@ class CIFAR10DVSDataModule(SplitDataModule):
     def check_available(cls, cfg: RunConfig) -> None:
         if not cfg.download:
             cls._check_events(Path(cfg.data_root) / FOLDER)
+
+    @classmethod
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int]:
+        return stratified_sizes([SAMPLES_PER_CLASS] * len(CIFAR10DVS_CLASS_NAMES), TRAIN_FRACTION)
 
     @classmethod
     def _check_events(cls, root: Path) -> None:

@@ -12,10 +12,13 @@ many "training file" images, a tenth held out for validation, and a fifth as man
 (45,000 / 5,000 / 10,000 at the default, as CIFAR); DVS-like: that many samples, split 9:1. Each class has a random template and an image is the mean of its
 class's template and uniform noise, so a model can learn something; labels are balanced. The
 bytes depend only on (fake_like, fake_images, T, image_size): a fixed seed, whatever the run's.
+The whole set lives in host memory, so its size is checked with the config, before anything is
+generated: at most MAX_BYTES (README "Run configuration", Limits).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,13 +27,19 @@ import torchvision
 from torch import Tensor
 
 from bench.config import RunConfig
-from bench.data.cifar import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule, resident_device
-from bench.data.dvs import CIFAR10DVS_CLASS_NAMES, CIFAR10DVSDataModule, ResizeFrames
+from bench.data.cifar import (CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule,
+                              cifar_split_sizes, resident_device)
+from bench.data.dvs import (CIFAR10DVS_CLASS_NAMES, TRAIN_FRACTION, CIFAR10DVSDataModule,
+                            ResizeFrames, stratified_sizes)
 from bench.data.gpu import cuda_in_use
+from bench.data.loaders import check_batch_limits
+from bench.errors import BenchError
 
 FAKE_SEED = 0  # train file; the test set uses FAKE_SEED + 1
 REAL_COUNT = {"cifar10": 50_000, "cifar100": 50_000, "cifar10dvs": 10_000}
 MAX_COUNT = 3  # DVS frames: event counts per pixel in 0..MAX_COUNT
+MAX_BYTES = 4 * 2**30  # a fake set's uint8 images (generating it briefly takes twice that)
+CIFAR_SHAPE = (32, 32, 3)
 
 
 def synthetic_images(n: int, shape: Sequence[int], num_classes: int,
@@ -85,7 +94,7 @@ class FakeCIFARDataModule(CIFARDataModule):
     def _load(self, train: bool, download: bool = False) -> SyntheticCIFAR:
         n = self.n_images if train else max(1, self.n_images // 5)
         seed = FAKE_SEED if train else FAKE_SEED + 1
-        return SyntheticCIFAR(*synthetic_images(n, (32, 32, 3), self.num_classes, seed))
+        return SyntheticCIFAR(*synthetic_images(n, CIFAR_SHAPE, self.num_classes, seed))
 
 
 class SyntheticFrames(torch.utils.data.Dataset):
@@ -142,6 +151,31 @@ class FakeData:
     @classmethod
     def check_available(cls, cfg: RunConfig) -> None:
         """Always available: generated in memory."""
+
+    @classmethod
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int]:
+        """Images per split, as the datamodule of `fake_like` will hold them."""
+        n = cfg.fake_images or REAL_COUNT[cfg.fake_like]
+        if cfg.fake_like == "cifar10dvs":
+            per_class = [n // 10 + (c < n % 10) for c in range(10)]  # synthetic_images' labels
+            return stratified_sizes(per_class, TRAIN_FRACTION)
+        return cifar_split_sizes(n, n // 10, max(1, n // 5))
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """The set's bytes within MAX_BYTES and every batch limit giving a batch (one line)."""
+        n, sizes = cfg.fake_images or REAL_COUNT[cfg.fake_like], cls.split_sizes(cfg)
+        if cfg.fake_like == "cifar10dvs":  # one stored set: validation = test
+            shape, stored = (cfg.T or 1, 2, cfg.image_size, cfg.image_size), n
+        else:
+            shape, stored = CIFAR_SHAPE, n + sizes["test"]
+        size = stored * math.prod(shape)
+        if size > MAX_BYTES:
+            raise BenchError(f"config key 'fake_images': {stored} generated images of "
+                             f"{'x'.join(map(str, shape))} bytes are {size / 2**30:.1f} GiB, over "
+                             f"the {MAX_BYTES // 2**30} GiB a fake set may take in memory (fewer "
+                             "images, or a smaller T or image_size)")
+        check_batch_limits(cfg, sizes, f"fake {cfg.fake_like}")
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> FakeCIFARDataModule | FakeDVSDataModule:

@@ -8,6 +8,25 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from bench.config import RunConfig
+from bench.errors import BenchError
+
+SPLITS = ("train", "val", "test")
+
+
+def check_batch_limits(cfg: RunConfig, sizes: dict[str, int], what: str) -> None:
+    """Lightning's own rule, applied before anything is loaded: a float limit takes
+    int(share x batches) batches and stops the run when that is 0 (an int takes at most that
+    many). Batches are ceil(images / batch_size): no loader drops its last batch."""
+    for split, images in sizes.items():
+        key = f"limit_{split}_batches"
+        limit, batches = getattr(cfg, key), -(-images // cfg.batch_size)
+        if isinstance(limit, float) and int(batches * limit) == 0:
+            raise BenchError(f"config key '{key}': {limit!r} of the {batches} {split} batches of "
+                             f"{what} ({images} images, batch_size {cfg.batch_size}) is no batch; "
+                             f"give a share of at least 1/{batches} or a number of batches (an "
+                             "integer)")
+
 
 class SplitDataModule(L.LightningDataModule):
     """train/val/test loaders come from `_loader(split)`; subclasses build the splits.
@@ -19,6 +38,20 @@ class SplitDataModule(L.LightningDataModule):
 
     _train_generator: torch.Generator | None = None
     _restored_generator: torch.Tensor | None = None
+
+    @classmethod
+    def split_sizes(cls, cfg: RunConfig) -> dict[str, int] | None:
+        """Images in each split under `cfg`, known without loading anything (None: unknown,
+        e.g. a plugin's data set: its limits are Lightning's to check)."""
+        return None
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """BenchError (one line, naming the key) for a batch limit that gives no batch; the
+        run config calls this through the data set registry before anything is loaded."""
+        sizes = cls.split_sizes(cfg)
+        if sizes:
+            check_batch_limits(cfg, sizes, getattr(cls, "label", cls.name))
 
     def train_dataloader(self) -> Iterable:
         loader = self._loader("train")

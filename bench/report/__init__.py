@@ -66,7 +66,11 @@ def main_report(results_dirs: list[str], out: str | None = None,
 
 
 def default_out(studies: list[str]) -> Path:
-    return Path("reports") / "+".join(s.replace("/", "-") for s in studies)
+    """reports/<study>[+<study>...]: always one folder inside reports/."""
+    name = "+".join(s.replace("/", "-") for s in studies)
+    if name.strip(".") == "":
+        raise BenchError(f"no report folder name in the study names {studies}; give --out")
+    return Path("reports") / name
 
 
 def build_report(results_dirs: list[str | Path], out: str | Path | None = None,

@@ -623,8 +623,8 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise BenchError(f"results folder not found: {results}")
+    studies, why = load_studies(results)  # a damaged record stops it before `out` is made
     out.mkdir(parents=True, exist_ok=True)
-    studies, why = load_studies(results)
     page = Page("The paper's figures and claims, regenerated")
     _intro(page, studies, results)
     ctx = Context(studies, out, page)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from bench import schema
+from bench.config import RunConfig, upgrade_limits
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES, is_spiking
 
@@ -100,7 +101,9 @@ def load_records(dirs: list[str | Path]) -> Records:
             raise BenchError(f"study folder {d} given twice")
         seen.add(d.resolve())
         # two roots holding a study of the same name (results/a vs results_gpu/a) stay apart
-        name = d.name if d.name not in studies else f"{d.resolve().parent.name}/{d.name}"
+        # named by the folder itself, resolved: `runs/..` is its study, not ".."
+        here = d.resolve()
+        name = here.name if here.name not in studies else f"{here.parent.name}/{here.name}"
         studies.append(name)
         sweep = read_sweep(d)
         if sweep is not None:
@@ -142,7 +145,19 @@ def read_sweep(study_dir: Path) -> dict | None:
         data = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError):
         raise BenchError(f"{path}: not valid YAML") from None
-    return data if isinstance(data, dict) else None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: damaged sweep file (a {type(data).__name__}, not a mapping); "
+                         "fix it or move it away")
+    own = data.get("bench")
+    for key, value in (("parameters", data.get("parameters")), ("bench", own),
+                       ("baseline", data.get("baseline")),
+                       ("bench.baseline", own.get("baseline") if isinstance(own, dict) else None)):
+        if value is not None and not isinstance(value, dict):
+            raise BenchError(f"{path}: damaged sweep file ('{key}' is a {type(value).__name__}, "
+                             "not a mapping); fix it or move it away")
+    return data
 
 
 def swept_keys(sweep: dict | None) -> list[str]:
@@ -189,9 +204,30 @@ def check_record(path: Path) -> None:
             and (isinstance(data[k], bool) or not isinstance(data[k], (int, float)))]
     bad += [k for k in (schema.STATUS, schema.ERROR) if data.get(k) is not None
             and not isinstance(data[k], str)]
+    if path.name == schema.CONFIG_FILE:
+        bad += _bad_config(data, "")
+    elif isinstance(data.get(schema.CONFIG), dict):
+        bad += _bad_config(data[schema.CONFIG], f"{schema.CONFIG}.")
     if bad:
         raise BenchError(f"{path}: damaged run record ({', '.join(bad)}: wrong type); fix it or "
                          "move its run folder away")
+
+
+def _bad_config(config: dict, prefix: str) -> list[str]:
+    """Recorded config keys whose value is not of their RunConfig type (null is allowed: an
+    ANN's T and N, an older record's unset keys): tables and figures compute with them."""
+    kinds = {f.name: str(f.type) for f in fields(RunConfig)}
+    bad = []
+    for key, value in config.items():
+        kind = kinds.get(key, "")
+        if value is None or not kind:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ((kind.startswith(("int", "float")) and not number)
+                or (kind == "bool" and not isinstance(value, bool))
+                or (kind == "str" and not isinstance(value, str))):
+            bad.append(f"{prefix}{key}")
+    return bad
 
 
 def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[dict], list[dict]]:
@@ -201,7 +237,7 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
     summary = _read_json(run / schema.SUMMARY_FILE)
     written = _read_json(run / schema.CONFIG_FILE) or {}
     config = _mapping((summary or {}).get(schema.CONFIG)) or written
-    config = {str(k): v for k, v in config.items() if k not in PROVENANCE}
+    config = upgrade_limits({str(k): v for k, v in config.items() if k not in PROVENANCE})
     if config.get("arch") in ARCHITECTURES and not is_spiking(config["arch"]):
         config.update(T=None, N=None)  # records written before ANN runs recorded null
     uid = uid or f"{study}/{run.name}"

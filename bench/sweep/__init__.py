@@ -71,9 +71,14 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
                              "not a folder")
     study_dir = root / spec.name
     _on_signals(raise_interrupted)  # SIGTERM ends the sweep as Ctrl-C does, never silently
+    created = [f for f in (root, study_dir) if not f.exists()]
     study_dir.mkdir(parents=True, exist_ok=True)
-    store = open_storage(storage, study_dir, workers=workers)
-    study = open_study(spec, store)
+    try:
+        store = open_storage(storage, study_dir, workers=workers)
+        study = open_study(spec, store)
+    except BaseException:  # a refused storage or study leaves no empty results/<name>/
+        _remove_empty(created)
+        raise
     resolved = spec.to_dict()
     _save_yaml(study_dir / "sweep.yaml", resolved)
     sid = study_id(store, spec.name)
@@ -95,6 +100,15 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
           f"results: {study_dir} (records in {study_dir / 'runs'})", flush=True)
     unrun = 0 if target_reached(spec, trials) else c["left"]
     return 1 if c["failed"] or unrun else 0
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """The folders this command created, deepest first, where they are still empty."""
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a journal was started): keep it
+            pass
 
 
 def _on_signals(handler: object, which: tuple = (signal.SIGINT, signal.SIGTERM)) -> None:

@@ -56,8 +56,10 @@ def logged_metrics() -> list[str]:
 
 
 def _kind(key: str) -> str:
-    """'int', 'float', 'bool' or 'str': the type of a RunConfig field."""
-    t = cfgmod._field_type(key).split("|")[0].strip()
+    """'int', 'float', 'bool' or 'str': the type of a RunConfig field ('float' for an
+    `int | float` one, the batch limits: a range of them is integer only by its distribution)."""
+    t = cfgmod._field_type(key)
+    t = "float" if t == "int | float" else t.split("|")[0].strip()
     return t if t in ("int", "float", "bool") else "str"
 
 
@@ -281,7 +283,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
     own = _bench(data, where)
     spec = SweepSpec(name=name, method=method, metric=metric, goal=goal, params=params,
                      fixed=fixed, run_cap=run_cap, target=target, early_terminate=early,
-                     project=_opt_str(data.get("project"), "project", where),
+                     project=_project(data.get("project"), where),
                      baseline=_baseline(own.get("baseline"), where),
                      description=_opt_str(data.get("description"), "description", where),
                      replicates=_replicates(own.get("replicates"), method, params, where))
@@ -293,6 +295,11 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
 
 def _name(value: Any, where: str) -> str:
     return cfgmod.check_name(f"{where} name", value)
+
+
+def _project(value: Any, where: str) -> str | None:
+    """The W&B project of every trial: a name like the sweep's (bench.config.check_name)."""
+    return None if value is None else cfgmod.check_name(f"{where} project", value)
 
 
 def _opt_str(value: Any, key: str, where: str) -> str | None:
