@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("perf", help="time training steps against baselines")
     pf.add_argument("--models", default="sparse_resnet18",
                     help="comma-separated architectures to time (default sparse_resnet18)")
-    pf.add_argument("--T", type=int, default=1)
-    pf.add_argument("--N", type=int, default=4)
+    # no default here: T's and N's are the run config's (bench.neurons.settings), read by perf
+    pf.add_argument("--T", type=int, help="timesteps (default: the run config's T)")
+    pf.add_argument("--N", type=int, help="spike levels (default: the run config's N)")
     pf.add_argument("--batch-size", type=int, default=32)
     pf.add_argument("--image-size", type=int, default=32)
     pf.add_argument("--in-channels", type=int, default=3)

@@ -30,8 +30,9 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import ARCHITECTURES, build_model, check_T, is_spiking, names
+from bench.models import ARCHITECTURES, build_model, is_spiking, names
 from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
+from bench.neurons.settings import DEFAULT_T, check_T
 
 NUM_CLASSES = 10
 MAX_IN_CHANNELS = 64
@@ -52,7 +53,8 @@ class SpikingJellySEWResNet18(nn.Module):
         self.T = T
         net = sew_resnet.sew_resnet18(spiking_neuron=neuron.IFNode, cnf="ADD", v_reset=None,
                                       detach_reset=True,
-                                      surrogate_function=surrogate.Sigmoid(alpha=4.0))
+                                      surrogate_function=surrogate.Sigmoid(
+                                          alpha=NeuronSettings.alpha))
         net.conv1 = layer.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
         net.fc = layer.Linear(net.fc.in_features, num_classes)
@@ -104,6 +106,10 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     for m in models:
         if m not in names():
             raise BenchError(f"--models: unknown architecture '{m}'; known: {', '.join(names())}")
+    if args.N is None:  # not given: the run config's defaults, declared in NeuronSettings
+        args.N = NeuronSettings.N
+    if args.T is None:
+        args.T = DEFAULT_T
     try:
         NeuronSettings(N=args.N)
     except NeuronSettingError as exc:
