@@ -174,8 +174,8 @@ def _images(x: Any) -> int:
 
 
 def model_levels(contract: Contract) -> tuple[int, bool]:
-    """(N, spiking) of a model's contract (an ANN: 0, False)."""
-    return int(contract.N or 0), contract.spiking
+    """(N, spiking) of a model's contract; an ANN has no levels: (0, False)."""
+    return (0 if contract.N is None else contract.N), contract.spiking
 
 
 def _where(t: torch.Tensor) -> tuple[int, int]:
