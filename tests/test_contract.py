@@ -174,7 +174,8 @@ def _number(node: ast.AST | None) -> bool:
 
 def stray_defaults(tree: ast.AST, path: Path) -> list[str]:
     """Where code gives T, N or alpha a number of its own: a parameter or field default, an
-    argparse default of --T/--N/--alpha, `T or 1`, or a call's `alpha=4.0`."""
+    argparse default of --T/--N/--alpha, `T or 1`, a call's `alpha=4.0`, or reads one off a
+    module with getattr (the stamped-attribute protocol the contract replaced)."""
     found = []
     for node in ast.walk(tree):
         where = f"{path}:{getattr(node, 'lineno', 0)}"
@@ -197,6 +198,9 @@ def stray_defaults(tree: ast.AST, path: Path) -> list[str]:
                                                          and k.value.value is None)]
             found += [f"{where}: call alpha={k.value.value}" for k in node.keywords
                       if k.arg == "alpha" and _number(k.value)]
+            if isinstance(node.func, ast.Name) and node.func.id == "getattr" and \
+                    any(isinstance(a, ast.Constant) and a.value in HOMES for a in node.args):
+                found.append(f"{where}: getattr fallback of T, N or alpha (read the contract)")
         elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and any(
                 isinstance(v, (ast.Name, ast.Attribute))
                 and getattr(v, "id", getattr(v, "attr", None)) in HOMES for v in node.values) \
@@ -221,6 +225,7 @@ def test_no_default_of_t_n_or_alpha_outside_its_home() -> None:
     "p.add_argument('--N', type=int, default=4)",
     "steps = model.T or 1",
     "sg = surrogate.Sigmoid(alpha=4.0)",
+    "levels = int(getattr(module, 'N', 1))",
 ])
 def test_the_stray_default_check_catches_each_spelling(code: str) -> None:
     assert len(stray_defaults(ast.parse(code), Path("bench/x.py"))) == 1
