@@ -30,7 +30,7 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import ARCHITECTURES, build_model, is_spiking, names
+from bench.models import ARCHITECTURES, build_model, contract_of, is_spiking, names
 from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
 from bench.neurons.settings import DEFAULT_T, check_T
 
@@ -218,7 +218,8 @@ def _ours(name: str, args: argparse.Namespace, role: str) -> Entry:
     model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels,
                         T=args.T if spiking else None,
                         neurons=NeuronSettings(N=args.N) if spiking else None)
-    return Entry(name, role, model.T, model.N, _family(name), model)
+    contract = contract_of(model)  # T and N as built (a plugin's model need not keep them)
+    return Entry(name, role, contract.T, contract.N, _family(name), model)
 
 
 def _entries(models: list[str], args: argparse.Namespace) -> list[Entry]:
