@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from bench.errors import BenchError
-from bench.neurons.settings import NeuronSettingError, NeuronSettings
+from bench.neurons.settings import DEFAULT_T, NeuronSettingError, NeuronSettings, check_T
 from bench.plugins import load_plugins, recorded
 from bench.registry import ARCHITECTURES, DATASETS
 
@@ -52,7 +52,7 @@ class RunConfig:
     # what to train (dataset, arch, neuron: registered names, README "Plugins")
     dataset: str = "digits"
     arch: str = "sparse_resnet18"
-    T: int | None = 1  # timesteps; null for an ANN architecture (one pass, no time)
+    T: int | None = DEFAULT_T  # timesteps; null for an ANN architecture (one pass, no time)
     # the neurons: fields of bench.neurons.NeuronSettings, which declares and checks them
     N: int | None = _NEURON.N  # null for an ANN architecture
     threshold: float = _NEURON.threshold
@@ -301,8 +301,6 @@ def validate(cfg: RunConfig) -> RunConfig:
 def _check_architecture(cfg: RunConfig) -> None:
     """T and N exist for a spiking architecture only; other keys an architecture declares in
     its `options` (ResNet's stem and shortcut) keep their default elsewhere."""
-    from bench.models import check_T  # late: bench.models imports torch
-
     if cfg.spiking != bool(ARCHITECTURES.meta(cfg.arch, "spiking")):
         raise BenchError(f"config key 'N': an {'ANN' if cfg.N is None else 'SNN'} setting for "
                          f"arch {cfg.arch}")  # build_config sets both: a caller bypassed it

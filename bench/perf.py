@@ -13,6 +13,8 @@ kernel), "fused" (MultiLevelIF's fused kernels, bench/neurons/fused.py, at the d
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import statistics
 import sys
@@ -29,8 +31,9 @@ from spikingjelly.activation_based.model import sew_resnet
 from torch import nn
 
 from bench.errors import BenchError
-from bench.models import ARCHITECTURES, build_model, check_T, is_spiking, names
+from bench.models import ARCHITECTURES, build_model, contract_of, is_spiking, names
 from bench.neurons import NeuronSettingError, NeuronSettings, set_backend
+from bench.neurons.settings import DEFAULT_T, check_T
 from bench.perf_settings import PerfSettings
 
 __all__ = ["PerfSettings", "run_perf", "main_perf", "make_step", "probed_step",
@@ -55,7 +58,8 @@ class SpikingJellySEWResNet18(nn.Module):
         self.T = T
         net = sew_resnet.sew_resnet18(spiking_neuron=neuron.IFNode, cnf="ADD", v_reset=None,
                                       detach_reset=True,
-                                      surrogate_function=surrogate.Sigmoid(alpha=4.0))
+                                      surrogate_function=surrogate.Sigmoid(
+                                          alpha=NeuronSettings.alpha))
         net.conv1 = layer.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
         net.fc = layer.Linear(net.fc.in_features, num_classes)
@@ -218,7 +222,8 @@ def _ours(name: str, args: PerfSettings, role: str) -> Entry:
     model = build_model(name, num_classes=NUM_CLASSES, in_channels=args.in_channels,
                         T=args.T if spiking else None,
                         neurons=NeuronSettings(N=args.N) if spiking else None)
-    return Entry(name, role, model.T, model.N, _family(name), model)
+    contract = contract_of(model)  # T and N as built (a plugin's model need not keep them)
+    return Entry(name, role, contract.T, contract.N, _family(name), model)
 
 
 def _entries(models: list[str], args: PerfSettings) -> list[Entry]:
@@ -332,7 +337,14 @@ def run_perf(settings: PerfSettings = PerfSettings()) -> pd.DataFrame:
     return _table(_timed_entries(settings))
 
 
+def _resolved(args: PerfSettings) -> PerfSettings:
+    """T and N not given: the run config's defaults (declared in bench.neurons.settings)."""
+    return dataclasses.replace(args, T=DEFAULT_T if args.T is None else args.T,
+                               N=NeuronSettings.N if args.N is None else args.N)
+
+
 def _timed_entries(args: PerfSettings) -> list[Entry]:
+    args = _resolved(args)
     models = _check_args(args)
     device = _device(args.device)
     entries = _prepare(_entries(models, args), args, device)
@@ -341,6 +353,7 @@ def _timed_entries(args: PerfSettings) -> list[Entry]:
 
 
 def main_perf(args: PerfSettings) -> int:
+    args = _resolved(args)
     _check_args(args)  # every one-line error before any warning
     device = _device(args.device)
     if args.steps < MIN_STEPS:

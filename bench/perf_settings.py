@@ -18,8 +18,10 @@ def _opt(default: Any, help: str) -> Any:
 @dataclass(frozen=True)
 class PerfSettings:
     models: str = _opt("sparse_resnet18", "comma-separated architectures to time")
-    T: int = _opt(1, "timesteps of the spiking models")
-    N: int = _opt(4, "spike levels per timestep of the spiking models")
+    # T and N: None means the run config's defaults (bench.neurons.settings), filled by bench.perf
+    T: int | None = _opt(None, "timesteps of the spiking models (default: the run config's T)")
+    N: int | None = _opt(None, "spike levels per timestep of the spiking models (default: the "
+                         "run config's N)")
     batch_size: int = _opt(32, "images per timed training step (at least 2: BatchNorm trains "
                            "on batch statistics)")
     image_size: int = _opt(32, "height = width of the random input images")
@@ -41,7 +43,7 @@ class PerfSettings:
         """(field, --option, argparse type or "flag", help with its default) per field."""
         out = []
         for f in fields(PerfSettings):
-            kind = "flag" if f.type == "bool" else int if f.type == "int" else str
+            kind = "flag" if f.type == "bool" else int if f.type.split(" |")[0] == "int" else str
             shown = "" if kind == "flag" or f.default is None else f" (default {f.default})"
             out.append((f.name, "--" + f.name.replace("_", "-"), kind, f.metadata["help"] + shown))
         return out

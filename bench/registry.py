@@ -2,14 +2,19 @@
 energy model), timm style. Validation, error messages, reports and sweep workers read them; no
 module keeps a hand list of the same names.
 
-    from bench.registry import ARCHITECTURES
+One idiom registers into every registry: `REGISTRY.register(name, **meta)`, a decorator, also
+called on an object that is not defined by a `def` or `class` statement:
+
+    from bench.registry import ARCHITECTURES, DATASETS
     @ARCHITECTURES.register("my_net", spiking=True)
     def my_net(**kw): ...
+    DATASETS.register("my_set", label="My set")(MyDataModule)
 
 They live here, below everything that registers into them, so the run config can check a name
 without importing the packages that read the run config. Each names its `provider`, the package
-whose import registers the built-in entries: the first look-up imports it. A registry remembers
-the module each entry came from, so a sweep's worker processes import the same plugins.
+whose import registers the built-in entries: the first look-up imports it (and a look-up after a
+failed import tries again). A registry remembers the module each entry came from, so a sweep's
+worker processes import the same plugins.
 """
 
 from __future__ import annotations
@@ -20,44 +25,69 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from bench.errors import BenchError
 
-T = TypeVar("T")
+E = TypeVar("E")  # an entry
 
 
 class UnknownName(BenchError, ValueError):
     """A name no registry entry has; the message names the config key and the known names."""
 
 
-class Registry(Generic[T]):
-    """Name -> object, with per-entry metadata (a display label, an ANN twin...)."""
+class ProviderError(ImportError):
+    """A registry's provider package failed to import; the message names it and the cause."""
 
-    def __init__(self, kind: str, key: str, provider: str) -> None:
+
+class Registry(Generic[E]):
+    """Name -> object, with per-entry metadata (a display label, an ANN twin...).
+
+    required: metadata keys every entry must give (an architecture's `spiking`: no silent
+    default). name_attr: an attribute the registered object gets its name in (an estimator's
+    `name`, which a neuron built from an estimator instance records in its settings).
+    """
+
+    def __init__(self, kind: str, key: str, provider: str, *, required: tuple[str, ...] = (),
+                 name_attr: str | None = None) -> None:
         self.kind, self.key = kind, key  # key: the run-config key that names an entry
         self.provider, self._provided = provider, False
-        self._items: dict[str, T] = {}
+        self.required, self.name_attr = required, name_attr
+        self._items: dict[str, E] = {}
         self._meta: dict[str, dict[str, Any]] = {}
 
     @property
-    def items(self) -> dict[str, T]:
+    def items(self) -> dict[str, E]:
         """name -> entry, the built-in ones registered first."""
         if not self._provided:
+            # marked only once the import succeeded: a failed one is tried again next look-up
+            # (a look-up during the provider's own import finds it in sys.modules, no recursion)
+            try:
+                importlib.import_module(self.provider)  # registers the built-ins on import
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[:1]
+                raise ProviderError(f"{self.kind} registry: importing its provider "
+                                    f"{self.provider} failed: {type(exc).__name__}: "
+                                    f"{''.join(first)}") from exc
             self._provided = True
-            importlib.import_module(self.provider)  # registers the built-ins on import
         return self._items
 
-    def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
-        """Decorator; `name` defaults to the object's __name__. A second registration of a name
-        replaces the first with a warning (re-running a notebook cell or a plugin file)."""
-        def add(obj: T) -> T:
-            self.add(name or obj.__name__, obj, **meta)  # type: ignore[attr-defined]
+    def register(self, name: str | None = None, **meta: Any) -> Callable[[E], E]:
+        """Decorator registering an object under `name` (default: its __name__) with metadata
+        `meta`; returns the object unchanged. A second registration of a name replaces the first
+        with a warning (re-running a notebook cell or a plugin file)."""
+        missing = [k for k in self.required if k not in meta]
+        if missing:
+            raise TypeError(f"{self.kind} {name or ''}: register() needs the metadata "
+                            f"{', '.join(missing)}")
+
+        def add(obj: E) -> E:
+            key = name or obj.__name__  # type: ignore[attr-defined]
+            if key in self._items and self._items[key] is not obj:
+                warnings.warn(f"{self.kind} '{key}' registered twice; the later one replaces "
+                              "the earlier", stacklevel=2)
+            if self.name_attr:
+                setattr(obj, self.name_attr, key)
+            self._items[key] = obj
+            self._meta[key] = {"module": getattr(obj, "__module__", None), **meta}
             return obj
         return add
-
-    def add(self, name: str, obj: T, **meta: Any) -> None:
-        if name in self._items and self._items[name] is not obj:
-            warnings.warn(f"{self.kind} '{name}' registered twice; the later one replaces the "
-                          "earlier", stacklevel=3)
-        self._items[name] = obj
-        self._meta[name] = {"module": getattr(obj, "__module__", None), **meta}
 
     def __contains__(self, name: object) -> bool:
         return name in self.items
@@ -71,7 +101,7 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self.items)
 
-    def get(self, name: str) -> T:
+    def get(self, name: str) -> E:
         """The entry, or UnknownName (a BenchError) naming the config key and the known names."""
         try:
             return self.items[name]
@@ -95,8 +125,11 @@ class Registry(Generic[T]):
         return {m["module"] for m in self._meta.values() if m.get("module")}
 
 
-ARCHITECTURES: Registry = Registry("architecture", key="arch", provider="bench.models")
-ESTIMATORS: Registry = Registry("gradient estimator", key="estimator", provider="bench.neurons")
+# spiking: whether the architecture has neurons (an ANN takes T=None, neurons=None)
+ARCHITECTURES: Registry = Registry("architecture", key="arch", provider="bench.models",
+                                   required=("spiking",))
+ESTIMATORS: Registry = Registry("gradient estimator", key="estimator", provider="bench.neurons",
+                                name_attr="name")
 NEURONS: Registry = Registry("neuron", key="neuron", provider="bench.neurons")
 DATASETS: Registry = Registry("data set", key="dataset", provider="bench.data")
 ENERGY_MODELS: Registry = Registry("energy model", key="energy_model", provider="bench.energy")

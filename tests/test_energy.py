@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bench.energy import EnergyCounter, EnergySettingError, EnergySettings, estimate, price
 from bench.energy.costs import sram_pj
 from bench.energy.probe import EnergyProbe
-from bench.models import build_model
+from bench.models import build_model, declare
 from bench.neurons import MultiLevelIF, NeuronSettings
 
 # spike counts z of image 0 (image 1 is all zeros); N = 4, so the input is y = z / 4
@@ -31,8 +31,6 @@ Z = [[0, 1, 0, 2],
 
 class TinySNN(nn.Module):
     """conv 1->2 3x3 pad 1 on 4x4 (spiking input) -> MultiLevelIF(N=4) -> linear 32->3."""
-
-    T, levels, is_spiking = 1, 4, True
 
     def __init__(self) -> None:
         super().__init__()
@@ -205,8 +203,6 @@ class TwoLayer(nn.Module):
     Linear(2, 3, no bias). fc1 picks inputs 1 and 2 (+ bias 0.25 on output 0): currents 0.5 and
     0.75 -> z = 2 and 3."""
 
-    T, levels, is_spiking = 1, 4, True
-
     def __init__(self) -> None:
         super().__init__()
         self.fc1 = nn.Linear(4, 2)
@@ -253,7 +249,7 @@ def test_sew_sum_counts_values_and_static_first_layer_once():
     # N = 1: a residual sum of two binary maps holds 2s; the lab counts the next layer's input
     # by value even under event counting (a 2 is two spikes)
     net = nn.Sequential(nn.Linear(3, 2))
-    net.N, net.is_spiking = 1, True
+    declare(net, N=1)
     report = estimate(net, torch.tensor([[1.0, 2.0, 0.0]]))
     assert report.counts["0"]["events"] == 3 and report.counts["0"]["synaptic_ops"] == 6
 
@@ -295,12 +291,12 @@ def test_simple_model_hand_energy(tiny_counts, preset, counting, arith_pj, memor
 
 def test_analog_first_layer_and_ann_count_dense_macs():
     net = TinySNN()
-    net.conv.analog_input = True  # 2*4*4 outputs x 9 fan-in = 288 MACs per image, no AC
+    declare(net, N=4, analog_inputs=[net.conv])  # 2*4*4 outputs x 9 fan-in = 288 MACs per image, no AC
     r = estimate(net, torch.rand(1, 2, 1, 4, 4))
     assert r.counts["conv"]["dense_macs"] == 288 and "synaptic_ops" not in r.counts["conv"]
     # ANN: every layer dense, every activation written: 288 + 3*32 = 384 MACs per image
     ann = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3))
-    ann.N, ann.is_spiking = None, False
+    declare(ann, N=None)
     simple = estimate(ann, torch.randn(3, 1, 4, 4), model_name="simple")
     # arith 384 * 3.2 = 1228.8; weights 384 * 10, bias 35 * 10, output writes 35 * 10
     assert simple.total_uj == pytest.approx((1228.8 + 3840 + 350 + 350) * 1e-6, rel=1e-12)
@@ -313,7 +309,7 @@ def test_pooled_input_is_dense_for_lemaire_and_averaged_for_simple():
     # after global average pooling N*y is a mean spike count (1.5 and 1): off the spike grid, so
     # the Lemaire model multiplies (2 x 3 MACs); `simple` keeps its old unrounded accumulates
     net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
-    net.N, net.is_spiking = 4, True
+    declare(net, N=4)
     z = torch.tensor([[[1.0, 2.0], [0.0, 3.0]], [[4.0, 0.0], [0.0, 0.0]]])
     lem = estimate(net, (z / 4).unsqueeze(0))
     assert lem.counts["2"]["dense_macs"] == 6 and lem.counts["2"]["input"] == "analog"
@@ -335,7 +331,7 @@ class BinaryNet(nn.Module):
         self.conv2 = layer.Conv2d(6, 6, 3, padding=2, dilation=2, groups=2, step_mode="m")
         self.sn2 = MultiLevelIF(N=1, threshold=0.3, step_mode="m")
         self.fc = layer.Linear(6 * 4 * 4, 5, step_mode="m")
-        self.conv0.analog_input = True
+        declare(self, N=1, analog_inputs=[self.conv0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, 2, 8, 8]
         s = self.sn2(self.conv2(self.sn1(self.conv1(self.sn0(self.conv0(x))))))
@@ -371,8 +367,7 @@ class LitTiny(pl.LightningModule):
         self.model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1),
                                    MultiLevelIF(N=4, step_mode="s"),
                                    nn.Flatten(), nn.Linear(64, 3))
-        self.model.T, self.model.N, self.model.is_spiking = 1, 4, True
-        self.model[0].analog_input = True
+        declare(self.model, N=4, T=1, analog_inputs=[self.model[0]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(self.model)

@@ -199,7 +199,7 @@ def test_cuda_fused_kernels_match_the_eager_neuron(kw: dict, exact_grad: bool,
 def test_cuda_barrier_counts_are_exact(bf16: bool, backend: str) -> None:
     """Every barrier of a Sparse-ResNet18 forward on CUDA re-quantizes its input, a float32 sum
     of two spike values, to exactly the summed count (clamped to N), also under bf16 autocast."""
-    from bench.models import build_model
+    from bench.models import build_model, probe_points
 
     levels = 5
     model = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=levels)).cuda()
@@ -208,7 +208,7 @@ def test_cuda_barrier_counts_are_exact(bf16: bool, backend: str) -> None:
     def hook(module, inputs, output):
         seen.append((inputs[0].detach(), output.detach()))
 
-    barriers = [m for m in model.modules() if getattr(m, "probe_kind", "") == "barrier"]
+    barriers = [m for m, point in probe_points(model).values() if point.kind == "barrier"]
     for b in barriers:
         b.register_forward_hook(hook)
     x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)).cuda()

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models import (ARCHITECTURES, ResidualSum, build_model, is_spiking, layer_groups, names,
-                          probe_points, register_model)
+from bench.models import (ARCHITECTURES, ResidualSum, build_model, contract_of, is_spiking,
+                          layer_groups, names, probe_points)
 from bench.neurons import MultiLevelIF, NeuronSettings
 
 ALL = ["ann_resnet18", "ann_vgg16", "sew_resnet18", "sew_resnet34", "sparse_resnet18",
@@ -39,7 +39,7 @@ def _probe_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[tuple, 
     """probe name -> (forward inputs, output) of one forward pass, in firing order."""
     seen: dict[str, tuple[tuple, torch.Tensor]] = {}
     hooks = [m.register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, (a, o)))
-             for n, m in probe_points(model).items()]
+             for n, (m, _) in probe_points(model).items()]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -57,7 +57,7 @@ def test_registered_names_and_unknown_name() -> None:
         build_model("resnet9000", num_classes=10)
 
 
-def test_register_model_warns_on_a_duplicate_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_duplicate_name_warns_and_replaces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ARCHITECTURES, "_items", dict(ARCHITECTURES._items))
     monkeypatch.setattr(ARCHITECTURES, "_meta", dict(ARCHITECTURES._meta))
 
@@ -65,7 +65,7 @@ def test_register_model_warns_on_a_duplicate_name(monkeypatch: pytest.MonkeyPatc
         return nn.Identity()
 
     with pytest.warns(UserWarning, match="'sew_resnet18' registered twice"):
-        register_model(sew_resnet18)
+        ARCHITECTURES.register(spiking=False)(sew_resnet18)
     assert isinstance(build_model("sew_resnet18", num_classes=3), nn.Identity)
     monkeypatch.undo()
     assert build_model("sew_resnet18", num_classes=3).arch == "sew_resnet18"
@@ -125,12 +125,12 @@ def test_resnet18_probe_names_kinds_and_firing_order(name: str, kind: str, sum_k
     model = _build(name, N=5)
     points = probe_points(model)
     assert list(points) == _expected_resnet18_probes(kind)
-    assert len({id(m) for m in points.values()}) == len(points)  # no module under two names
-    for pname, module in points.items():
+    assert len({id(m) for m, _ in points.values()}) == len(points)  # no module under two names
+    for pname, (_, point) in points.items():
         want = sum_kind if pname.startswith("sum") else "neuron"
-        assert (module.probe_kind, module.N) == (want, 5), pname
-    assert isinstance(points["sum3"], ResidualSum if kind == "sew" else MultiLevelIF)
-    assert points["sum3"] is model.block3.exit_module()
+        assert (point.kind, point.N, point.spike_scale) == (want, 5, 5.0), pname
+    assert isinstance(points["sum3"][0], ResidualSum if kind == "sew" else MultiLevelIF)
+    assert points["sum3"][0] is model.block3.exit_module()
     # depth order: the order in which the probed modules fire in a forward pass
     assert list(_probe_outputs(model, _images())) == list(points)
 
@@ -140,13 +140,13 @@ def test_resnet34_vgg16_and_ann_probe_points() -> None:
         points = probe_points(_build(name))
         sums = [n for n in points if n.startswith("sum")]
         assert sums == [f"sum{i}" for i in range(16)]
-        assert {points[n].probe_kind for n in sums} == {kind}
+        assert {points[n][1].kind for n in sums} == {kind}
         assert "block15.sn2" in points and "block3.down.sn" in points  # stages 3, 4, 6, 3
     vgg = probe_points(_build("vgg16"))
     widths = (2, 2, 3, 3, 3)
     assert list(vgg) == [f"stage{i}.sn{j}" for i, d in enumerate(widths) for j in range(d)] + \
         ["fc1.sn", "fc2.sn"]
-    assert {m.probe_kind for m in vgg.values()} == {"neuron"}
+    assert {p.kind for _, p in vgg.values()} == {"neuron"}
     assert probe_points(_build("ann_resnet18")) == {} and probe_points(_build("ann_vgg16")) == {}
 
 
@@ -165,14 +165,15 @@ def test_layer_groups_cover_every_parameter_exactly_once(name: str, groups: list
     assert set(grouped) == {id(p) for p in model.parameters()}
 
 
-def test_analog_input_marks_only_layers_fed_with_analog_values() -> None:
+def test_only_the_first_conv_is_declared_analog_and_an_ann_is_not_spiking() -> None:
     for name, first in (("sew_resnet18", "stem.conv"), ("vgg16", "stage0.conv0")):
         model = _build(name)
-        analog = [n for n, m in model.named_modules() if getattr(m, "analog_input", False)]
+        contract = contract_of(model)
+        analog = [n for n, m in model.named_modules() if contract.is_analog(m)]
         assert analog == [first]
-    ann = _build("ann_resnet18")
-    synaptic = [m for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert synaptic and all(m.analog_input for m in synaptic)
+        assert (contract.spiking, contract.T, contract.N, contract.spike_scale) == (True, 1, 4, 4.0)
+    ann = contract_of(_build("ann_resnet18"))
+    assert (ann.spiking, ann.T, ann.N, ann.points) == (False, None, None, {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def test_binary_sew_resnet18_trains_one_step() -> None:
     assert model.stem.conv.weight.grad.abs().sum() > 0
     opt.step()
     assert not torch.equal(model.stem.conv.weight, before)
-    assert {m.N for m in probe_points(model).values()} == {1}
+    assert {p.N for _, p in probe_points(model).values()} == {1}
 
 
 @pytest.mark.parametrize("levels", [3, 5, 6])

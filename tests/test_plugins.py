@@ -22,9 +22,9 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from bench.models import register_model
+from bench.models import ARCHITECTURES, ProbePoint
 from bench.models.layers import conv_bn, neuron
-from bench.neurons import NEURONS, Estimator, MultiLevelIF, register
+from bench.neurons import ESTIMATORS, NEURONS, Estimator, MultiLevelIF
 
 SEEN = os.environ.get("PLUGIN_SEEN")
 
@@ -37,7 +37,7 @@ def _seen(what):
 
 '''
 NEURON_PARTS = '''
-@register("triangle")
+@ESTIMATORS.register("triangle")
 class Triangle(Estimator):
     """g(s) = max(0, 1 - 2 |s - round(s)|): a triangle at every threshold."""
 
@@ -60,7 +60,7 @@ ARCH_PARTS = '''
 class TinyNet(nn.Module):
     def __init__(self, num_classes, in_channels, T, neurons):
         super().__init__()
-        self.T, self.N, self.is_spiking = T, neurons.N, True
+        self.T, self.neurons = T, neurons
         self.conv, self.bn = nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8)
         self.sn = neuron(neurons)
         self.fc = nn.Linear(8, num_classes)
@@ -69,8 +69,14 @@ class TinyNet(nn.Module):
         functional.reset_net(self)
         return self.fc(self.sn(conv_bn(self.conv, self.bn, x, self.T)).mean((-2, -1))).mean(0)
 
+    def probe_points(self):
+        return {"sn": (self.sn, ProbePoint.of("neuron", self.neurons))}
 
-@register_model(label="Tiny")
+    def analog_inputs(self):
+        return [self.conv]
+
+
+@ARCHITECTURES.register("tiny_net", spiking=True, label="Tiny")
 def tiny_net(*, num_classes, in_channels, T, neurons):
     return TinyNet(num_classes, in_channels, T, neurons)
 '''
@@ -107,7 +113,7 @@ def test_run_and_eval_with_a_plugin_file(plugin: Path, tmp_path: Path) -> None:
     assert (config["arch"], config["estimator"], config["neuron"]) == ("tiny_net", "triangle", "lif")
     assert config["plugins"] == [str(plugin)]  # recorded: eval and resume load it again
     layers = (run / "layers.csv").read_text()
-    assert "sn" in layers  # the plugin's neuron is probed without a probe list of its own
+    assert "sn" in layers  # the plugin's declared probe point
     seen.unlink()
     # the record names the plugin; it runs only when passed again (a record runs no code)
     refused = bench("eval", str(run), env={"PLUGIN_SEEN": str(seen)})

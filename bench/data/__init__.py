@@ -21,11 +21,11 @@ from bench.registry import DATASETS
 # a datamodule class (with check_available(cfg) and from_config(cfg)), or FakeData, which picks
 # one by `fake_like`; `fakeable`: dataset=fake can stand in for it (same shapes, generated);
 # `label`: its name in the paper and report tables
-DATASETS.add("digits", DigitsDataModule)
-DATASETS.add("cifar10", CIFAR10DataModule, fakeable=True, label="CIFAR-10")
-DATASETS.add("cifar100", CIFAR100DataModule, fakeable=True, label="CIFAR-100")
-DATASETS.add("cifar10dvs", CIFAR10DVSDataModule, fakeable=True, label="CIFAR10-DVS")
-DATASETS.add("fake", FakeData)
+DATASETS.register("digits")(DigitsDataModule)
+DATASETS.register("cifar10", fakeable=True, label="CIFAR-10")(CIFAR10DataModule)
+DATASETS.register("cifar100", fakeable=True, label="CIFAR-100")(CIFAR100DataModule)
+DATASETS.register("cifar10dvs", fakeable=True, label="CIFAR10-DVS")(CIFAR10DVSDataModule)
+DATASETS.register("fake")(FakeData)
 
 
 def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:

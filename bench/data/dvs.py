@@ -74,7 +74,7 @@ class CIFAR10DVSDataModule(SplitDataModule):
         self,
         data_root: str | Path = "data",
         *,
-        T: int = 1,
+        T: int,  # frames per sample: the run config's T (its one default)
         image_size: int = 48,
         download: bool = False,
         batch_size: int = 64,

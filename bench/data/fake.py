@@ -166,7 +166,7 @@ class FakeData:
         """The set's bytes within MAX_BYTES and every batch limit giving a batch (one line)."""
         n, sizes = cfg.fake_images or REAL_COUNT[cfg.fake_like], cls.split_sizes(cfg)
         if cfg.fake_like == "cifar10dvs":  # one stored set: validation = test
-            shape, stored = (cfg.T or 1, 2, cfg.image_size, cfg.image_size), n
+            shape, stored = (1 if cfg.T is None else cfg.T, 2, cfg.image_size, cfg.image_size), n
         else:
             shape, stored = CIFAR_SHAPE, n + sizes["test"]
         size = stored * math.prod(shape)

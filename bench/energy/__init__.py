@@ -20,10 +20,10 @@ from torch import nn
 from bench.energy import simple as _simple  # noqa: F401  (registers the `simple` model)
 from bench.energy.counting import Counts, EnergyCounter
 from bench.energy.models import (MODELS, EnergyReport, EnergySettingError, EnergySettings,
-                                 choices, price, register)
+                                 choices, price)
 
 __all__ = ["Counts", "EnergyCounter", "EnergyReport", "EnergySettingError", "EnergySettings", "MODELS", "choices",
-           "estimate", "price", "register"]
+           "estimate", "price"]
 
 
 def estimate(model: nn.Module, inputs: Any, *, model_name: str = "lemaire",

@@ -4,8 +4,11 @@ Works on any network made of torch Conv1d/2d/3d and Linear layers and spikingjel
 (bench's MultiLevelIF included), single- or multi-step. Nothing is synchronised with the host
 until `counts()`: each hook adds to a few float64 device sums.
 
+What the model is (spiking, N, its spike grid, its analog-input layers, each neuron's levels)
+is read from its contract (bench.models.contract_of), nowhere else.
+
 A synaptic layer's input, per forward call, is one of:
-- *analog*: the layer is flagged `analog_input` (an SNN's first conv), or the model is not
+- *analog*: the layer is a declared analog input (an SNN's first conv), or the model is not
   spiking, or the input is off the spike grid (z = N*y not an integer: an average-pooled
   input): dense multiply-accumulates;
 - *spikes*: z = round(N*y) integers, counted as events: `nonzero` (one per z > 0) and `value`
@@ -27,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based.neuron import BaseNode, SimpleBaseNode
 from torch import nn
+
+from bench.models.contract import Contract, contract_of
 
 _CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -90,17 +95,17 @@ def is_neuron(module: nn.Module) -> bool:
     return isinstance(module, (SimpleBaseNode, BaseNode))
 
 
-def _layer_shape(name: str, m: nn.Module, folded_bn: bool) -> LayerShape:
+def _layer_shape(name: str, m: nn.Module, folded_bn: bool, analog: bool) -> LayerShape:
     bias = m.bias is not None or folded_bn
     if isinstance(m, nn.Linear):
         return LayerShape(name, "linear", m.in_features, m.out_features, 1, 1, m.out_features,
                           m.weight.numel(), m.out_features if bias else 0, m.bias is not None,
-                          bool(getattr(m, "analog_input", False)))
+                          analog)
     kernel = math.prod(m.kernel_size)
     ceil_k = math.prod(math.ceil(k / s) for k, s in zip(m.kernel_size, m.stride))
     return LayerShape(name, "conv", m.weight[0].numel(), m.out_channels // m.groups, kernel,
                       ceil_k, m.out_channels, m.weight.numel(), m.out_channels if bias else 0,
-                      m.bias is not None, bool(getattr(m, "analog_input", False)))
+                      m.bias is not None, analog)
 
 
 def _folded_bn(modules: list[tuple[str, nn.Module]], i: int) -> bool:
@@ -168,20 +173,9 @@ def _images(x: Any) -> int:
     return int(x.shape[1]) if x.dim() == 5 else int(x.shape[0])
 
 
-def model_levels(model: nn.Module, neurons: dict[str, nn.Module]) -> tuple[int, bool]:
-    """(N, spiking): the model's `N` / `is_spiking`, else read from its neurons (IFNode: 1)."""
-    levels = getattr(model, "N", None)
-    if levels is None:
-        levels = max((int(getattr(m, "N", 1)) for m in neurons.values()), default=0)
-    spiking = getattr(model, "is_spiking", None)
-    if spiking is None:
-        spiking = bool(neurons) and levels > 0
-    return int(levels), bool(spiking)
-
-
-def spike_scale(module: nn.Module) -> float:
-    """Spike count per unit of a module's output (N for y = z/N; IFNode's binary spikes: 1)."""
-    return float(getattr(module, "spike_scale", None) or getattr(module, "N", None) or 1)
+def model_levels(contract: Contract) -> tuple[int, bool]:
+    """(N, spiking) of a model's contract; an ANN has no levels: (0, False)."""
+    return (0 if contract.N is None else contract.N), contract.spiking
 
 
 def _where(t: torch.Tensor) -> tuple[int, int]:
@@ -250,11 +244,15 @@ class EnergyCounter:
         modules = list(model.named_modules())
         self.layer_modules = OrderedDict((n, m) for n, m in modules if is_synaptic(m))
         self.neuron_modules = OrderedDict((n, m) for n, m in modules if is_neuron(m))
-        self.levels, self.spiking = model_levels(model, self.neuron_modules)
+        self.contract = contract_of(model)
+        self.levels, self.spiking = model_levels(self.contract)
         # the input grid of synaptic layers: z = y * scale (N, or N / theta for z theta / N)
-        self.scale = float(getattr(model, "spike_scale", None) or self.levels or 1)
+        self.scale = float(self.contract.spike_scale or 1)
+        # each neuron's declared levels and spike grid (ContractError naming an undeclared one)
+        self._points = {n: self.contract.point(m, n) for n, m in self.neuron_modules.items()}
         index = {n: i for i, (n, _) in enumerate(modules)}
-        self._shapes = {n: _layer_shape(n, m, _folded_bn(modules, index[n]))
+        self._shapes = {n: _layer_shape(n, m, _folded_bn(modules, index[n]),
+                                        self.contract.is_analog(m))
                         for n, m in self.layer_modules.items()}
         self.active = True
         self.reset()
@@ -318,7 +316,7 @@ class EnergyCounter:
             out = out[0] if isinstance(out, (tuple, list)) and out else out
             if not self.active or not torch.is_tensor(out):
                 return
-            scale = spike_scale(module)
+            scale = self._points[name].spike_scale
             with torch.no_grad():
                 y = out.detach()
                 # per-position sums over the leading dims stay small, exact after rounding
@@ -364,8 +362,8 @@ class EnergyCounter:
                                               (self._neuron_updates[name], nonzero, value))))
             module, per_step = self.neuron_modules[name], self._neuron_geometry[name]
             leaky = hasattr(module, "tau") or hasattr(module, "decay")
-            out.neurons.append((NeuronShape(name, per_step, leaky,
-                                            int(getattr(module, "N", 1))), values))
+            out.neurons.append((NeuronShape(name, per_step, leaky, self._points[name].N),
+                                values))
             if per_step:
                 out.timesteps = max(out.timesteps, round(values["updates"] / per_step))
         for i, name in enumerate(layers):

@@ -112,11 +112,6 @@ class EnergyReport:
 MODELS = ENERGY_MODELS  # name -> function (Counts, EnergySettings) -> EnergyReport
 
 
-def register(name: str):
-    """Register an energy model function under `name` (the registry is the only list)."""
-    return MODELS.register(name)
-
-
 def choices() -> dict[str, tuple]:
     return {"model": tuple(MODELS.names()), "counting": ("event", "value"),
             "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
@@ -239,7 +234,7 @@ def _report(counts: Counts, settings: EnergySettings,
                         {name: sum(led.pj.values()) / PJ_PER_UJ for name, led in ledgers.items()})
 
 
-@register("lemaire")
+@MODELS.register("lemaire")
 def lemaire(counts: Counts, settings: EnergySettings) -> EnergyReport:
     ledgers: dict[str, _Ledger] = {}
     for shape, c in counts.layers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bench.energy.costs import PRESETS, sram_pj
 from bench.energy.counting import Counts
-from bench.energy.models import PJ_PER_UJ, TERMS, EnergyReport, EnergySettings, register
+from bench.energy.models import MODELS, PJ_PER_UJ, TERMS, EnergyReport, EnergySettings
 
 
 
@@ -25,7 +25,7 @@ def _word_pj(words: float) -> float:
     return sram_pj("horowitz_log", words, 32)
 
 
-@register("simple")
+@MODELS.register("simple")
 def simple(counts: Counts, settings: EnergySettings) -> EnergyReport:
     e_ac, e_mac = PRESETS[settings.preset]
     value = settings.counting == "value"

@@ -1,7 +1,8 @@
 """The architecture zoo. Importing this package registers every model.
 
     net = build_model("sparse_resnet18", num_classes=10, T=1, neurons=NeuronSettings(N=4))
-    probe_points(net)   # OrderedDict name -> module whose forward output [T, B, ...] is probed
+    probe_points(net)   # OrderedDict name -> (module, ProbePoint): outputs [T, B, ...] probed
+    contract_of(net)    # everything probes and energy counting read off the model
     layer_groups(net)   # OrderedDict group -> module, for per-block gradient norms
 """
 
@@ -12,36 +13,24 @@ from collections import OrderedDict
 from torch import nn
 
 from bench.models import resnet, vgg  # noqa: F401  (registers the models)
+from bench.models.contract import (Contract, ContractError, ProbePoint, contract_of, declare,
+                                   unwrap)
 from bench.models.layers import ResidualSum
-from bench.neurons import MultiLevelIF
-from bench.models.registry import (ARCHITECTURES, MAX_T, build_model, check_T, is_spiking, names,
-                                   register_model)
+from bench.models.registry import ARCHITECTURES, build_model, is_spiking, names
+from bench.neurons.settings import DEFAULT_T, MAX_T, check_T
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # a torch.compile'd model keeps its modules there
-
-
-def probe_points(model: nn.Module) -> "OrderedDict[str, nn.Module]":
-    """Every neuron and residual-block exit, in depth order; each carries `N`, `probe_kind`.
-
-    The probed tensor is the module's forward output [T, B, ...] in y units (z = round(N * y)).
-    ANN models have none.
-    """
-    model = _unwrap(model)
-    if hasattr(model, "probe_points"):
-        return model.probe_points()
-    # an architecture of a plugin without its own list: every neuron, by module name
-    points = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, MultiLevelIF))
-    for m in points.values():
-        m.probe_kind = getattr(m, "probe_kind", "neuron")
-    return points
+def probe_points(model: nn.Module) -> "OrderedDict[str, tuple[nn.Module, ProbePoint]]":
+    """Every neuron and residual-block exit, in depth order, with what its output holds: the
+    probed tensor is the module's forward output [T, B, ...], z = round(y * spike_scale). ANN
+    models have none."""
+    return contract_of(model).points
 
 
 def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     """Parameter groups for gradient norms: ResNet stem, block0.., head; VGG stage0..,
     classifier. Every parameter is in exactly one group."""
-    model = _unwrap(model)
+    model = unwrap(model)
     if hasattr(model, "layer_groups"):
         return model.layer_groups()
     # a plugin's architecture without its own groups: its top-level children with parameters
@@ -49,4 +38,6 @@ def layer_groups(model: nn.Module) -> "OrderedDict[str, nn.Module]":
                        if any(True for _ in m.parameters()))
 
 
-__all__ = ["ARCHITECTURES", "MAX_T", "build_model", "check_T", "is_spiking", "names", "register_model", "probe_points", "layer_groups", "ResidualSum"]
+__all__ = ["ARCHITECTURES", "Contract", "ContractError", "DEFAULT_T", "MAX_T", "ProbePoint",
+           "ResidualSum", "build_model", "check_T", "contract_of", "declare", "is_spiking",
+           "layer_groups", "names", "probe_points"]

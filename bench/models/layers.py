@@ -18,15 +18,13 @@ BARRIER_GRID_TOLERANCE = 1e-3  # a sum of two z/N values must floor to the exact
 
 
 def neuron(settings: NeuronSettings | None) -> nn.Module:
-    """An ordinary neuron of the registered class `settings.neuron` (probe kind "neuron"), or
-    ReLU for an ANN (settings None)."""
+    """An ordinary neuron of the registered class `settings.neuron`, or ReLU for an ANN
+    (settings None)."""
     if settings is None:
         # not in place: activations are [T, B, ...] views, and an in-place op on a view makes
         # autograd copy slices back (8% slower than torchvision's ResNet18 on CPU)
         return nn.ReLU()
-    sn = NEURONS.get(settings.neuron)(settings, step_mode="m")
-    sn.probe_kind = "neuron"
-    return sn
+    return NEURONS.get(settings.neuron)(settings, step_mode="m")
 
 
 def barrier(settings: NeuronSettings) -> MultiLevelIF:
@@ -36,9 +34,7 @@ def barrier(settings: NeuronSettings) -> MultiLevelIF:
     grid = 1.0 if settings.output_scale == "unit" else settings.threshold
     own = replace(settings, neuron="if", threshold=grid, estimator=settings.barrier_estimator,
                   learnable_threshold=False, rounding="floor")
-    sn = MultiLevelIF(own, grid_tolerance=BARRIER_GRID_TOLERANCE, step_mode="m")
-    sn.probe_kind = "barrier"
-    return sn
+    return MultiLevelIF(own, grid_tolerance=BARRIER_GRID_TOLERANCE, step_mode="m")
 
 
 class ResidualSum(nn.Module):
@@ -48,15 +44,17 @@ class ResidualSum(nn.Module):
         return a + b
 
 
-def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor, T: int = 1) -> torch.Tensor:
+def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor,
+            T: int | None = None) -> torch.Tensor:
     """bn(conv(x)) time-first. x: [T, B, C, H, W] -> [T, B, C', H', W'].
 
     A static image x [B, C, H, W] stands for T identical frames: conv+BN of the repeat is the
-    repeat of conv+BN of one copy (same batch statistics), so compute it once and expand.
+    repeat of conv+BN of one copy (same batch statistics), so compute it once and expand. T:
+    the model's timesteps, None for an ANN (one pass: a time axis of one).
     """
     if x.dim() == 4:
-        y = bn(conv(x))  # [B, C', H', W']
-        return y.unsqueeze(0).expand(T, *y.shape)
+        y = bn(conv(x)).unsqueeze(0)  # [1, B, C', H', W']
+        return y if T is None else y.expand(T, *y.shape[1:])
     return bn(conv(x.flatten(0, 1))).unflatten(0, x.shape[:2])
 
 
@@ -93,14 +91,3 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def mark_analog_inputs(model: nn.Module, first: nn.Module) -> None:
-    """Energy metadata: `analog_input` on every Conv2d/Linear (MAC if True, AC if False).
-
-    An SNN's only analog-input layer is its first conv; every synaptic layer of an ANN is analog.
-    """
-    spiking = any(isinstance(m, MultiLevelIF) for m in model.modules())
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.analog_input = (m is first) or not spiking

@@ -18,12 +18,14 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from bench.models.contract import ProbePoint
 from bench.models.layers import (ResidualSum, barrier, conv1x1, conv3x3, conv_bn, global_avg_pool,
-                                 init_weights, mark_analog_inputs, neuron, time_major)
-from bench.models.registry import register_model
+                                 init_weights, neuron, time_major)
 from bench.neurons import NeuronSettings
+from bench.registry import ARCHITECTURES
 
 WIRINGS = ("sew", "sparse", "spiking", "ann")
+EXIT_KINDS = {"sew": "sum", "sparse": "barrier", "spiking": "neuron"}  # probe kind of sum{i}
 STAGE_WIDTHS = (64, 128, 256, 512)
 STEMS = ("cifar", "imagenet")  # the first is the default
 SHORTCUTS = ("conv", "conv_pool")
@@ -34,8 +36,8 @@ class Stem(nn.Module):
     """cifar: conv3x3 stride 1 - BN - neuron. imagenet: conv7x7 stride 2 - BN - neuron -
     max-pool 3x3 stride 2 (a quarter of the pixels, then a half again)."""
 
-    def __init__(self, in_channels: int, width: int, neurons: NeuronSettings | None, T: int,
-                 kind: str) -> None:
+    def __init__(self, in_channels: int, width: int, neurons: NeuronSettings | None,
+                 T: int | None, kind: str) -> None:
         super().__init__()
         self.T = T
         if kind == "cifar":
@@ -127,9 +129,9 @@ class ResNet(nn.Module):
         if wiring not in WIRINGS:
             raise ValueError(f"unknown ResNet wiring '{wiring}'; known: {', '.join(WIRINGS)}")
         self.arch, self.T, self.N = arch, T, None if neurons is None else neurons.N
-        self.num_classes, self.is_spiking = num_classes, neurons is not None
-        self.spike_scale = None if neurons is None else neurons.spike_scale
-        self.stem = Stem(in_channels, STAGE_WIDTHS[0], neurons, T or 1, stem)
+        self.num_classes, self.is_spiking, self.neurons = num_classes, neurons is not None, neurons
+        self.wiring = wiring
+        self.stem = Stem(in_channels, STAGE_WIDTHS[0], neurons, T, stem)
         cin, index = STAGE_WIDTHS[0], 0
         for stage, (width, count) in enumerate(zip(STAGE_WIDTHS, blocks_per_stage)):
             for b in range(count):
@@ -139,12 +141,7 @@ class ResNet(nn.Module):
                 cin, index = width, index + 1
         self.num_blocks = index
         self.head = Head(cin, num_classes)
-        if wiring == "sew" and neurons is not None:
-            for block in self.blocks():
-                block.sum.N, block.sum.probe_kind = neurons.N, "sum"
-                block.sum.spike_scale = neurons.spike_scale
         init_weights(self)
-        mark_analog_inputs(self, self.stem.conv)
 
     def blocks(self) -> list[BasicBlock]:
         return [getattr(self, f"block{i}") for i in range(self.num_blocks)]
@@ -158,18 +155,26 @@ class ResNet(nn.Module):
             x = block(x)
         return self.head(x)
 
-    def probe_points(self) -> "OrderedDict[str, nn.Module]":
+    def probe_points(self) -> "OrderedDict[str, tuple[nn.Module, ProbePoint]]":
+        """Every neuron, and sum{i}: the tensor leaving block i (the SEW sum, the barrier, or
+        the neuron on the sum), in firing order."""
         if not self.is_spiking:
             return OrderedDict()
-        points = OrderedDict([("stem.sn", self.stem.sn)])
+        neuron_point = ProbePoint.of("neuron", self.neurons)
+        exit_point = ProbePoint.of(EXIT_KINDS[self.wiring], self.neurons)
+        points = OrderedDict([("stem.sn", (self.stem.sn, neuron_point))])
         for i, block in enumerate(self.blocks()):
             exit_ = block.exit_module()
             named = [("sn1", block.sn1), ("sn2", block.sn2),
                      ("down.sn", block.down.sn if block.down is not None else None)]
-            points.update((f"block{i}.{n}", m) for n, m in named
+            points.update((f"block{i}.{n}", (m, neuron_point)) for n, m in named
                           if m is not None and m is not exit_)
-            points[f"sum{i}"] = exit_
+            points[f"sum{i}"] = (exit_, exit_point)
         return points
+
+    def analog_inputs(self) -> list[nn.Module]:
+        """The stem's conv reads the images; every other layer reads spikes."""
+        return [self.stem.conv] if self.is_spiking else []
 
     def layer_groups(self) -> "OrderedDict[str, nn.Module]":
         groups = OrderedDict([("stem", self.stem)])
@@ -186,31 +191,35 @@ def _resnet(arch: str, blocks_per_stage: tuple[int, ...], wiring: str, *, num_cl
 
 # label: the name in report tables; ann: the ANN of the same architecture; barrier: has barrier
 # neurons after its residual sums
-@register_model(label="SEW-ResNet18", ann="ann_resnet18", options=OPTIONS)
+@ARCHITECTURES.register("sew_resnet18", spiking=True, label="SEW-ResNet18", ann="ann_resnet18",
+                        options=OPTIONS)
 def sew_resnet18(**kw) -> ResNet:
     return _resnet("sew_resnet18", (2, 2, 2, 2), "sew", **kw)
 
 
-@register_model(label="Sparse-ResNet18", ann="ann_resnet18", barrier=True, options=OPTIONS)
+@ARCHITECTURES.register("sparse_resnet18", spiking=True, label="Sparse-ResNet18",
+                        ann="ann_resnet18", barrier=True, options=OPTIONS)
 def sparse_resnet18(**kw) -> ResNet:
     return _resnet("sparse_resnet18", (2, 2, 2, 2), "sparse", **kw)
 
 
-@register_model(label="Spiking-ResNet18", ann="ann_resnet18", options=OPTIONS)
+@ARCHITECTURES.register("spiking_resnet18", spiking=True, label="Spiking-ResNet18",
+                        ann="ann_resnet18", options=OPTIONS)
 def spiking_resnet18(**kw) -> ResNet:
     return _resnet("spiking_resnet18", (2, 2, 2, 2), "spiking", **kw)
 
 
-@register_model(spiking=False, label="ANN ResNet18", options=OPTIONS)
+@ARCHITECTURES.register("ann_resnet18", spiking=False, label="ANN ResNet18", options=OPTIONS)
 def ann_resnet18(**kw) -> ResNet:
     return _resnet("ann_resnet18", (2, 2, 2, 2), "ann", **kw)
 
 
-@register_model(label="SEW-ResNet34", options=OPTIONS)
+@ARCHITECTURES.register("sew_resnet34", spiking=True, label="SEW-ResNet34", options=OPTIONS)
 def sew_resnet34(**kw) -> ResNet:
     return _resnet("sew_resnet34", (3, 4, 6, 3), "sew", **kw)
 
 
-@register_model(label="Sparse-ResNet34", barrier=True, options=OPTIONS)
+@ARCHITECTURES.register("sparse_resnet34", spiking=True, label="Sparse-ResNet34", barrier=True,
+                        options=OPTIONS)
 def sparse_resnet34(**kw) -> ResNet:
     return _resnet("sparse_resnet34", (3, 4, 6, 3), "sparse", **kw)

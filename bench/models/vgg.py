@@ -13,10 +13,11 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from bench.models.contract import ProbePoint
 from bench.models.layers import (conv3x3, conv_bn, global_avg_pool, init_weights,
-                                 mark_analog_inputs, max_pool_unless_1x1, neuron)
-from bench.models.registry import register_model
+                                 max_pool_unless_1x1, neuron)
 from bench.neurons import NeuronSettings
+from bench.registry import ARCHITECTURES
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -25,7 +26,7 @@ class Stage(nn.Module):
     """conv{j}-bn{j}-sn{j} for each width, then max-pool."""
 
     def __init__(self, cin: int, widths: tuple[int, ...], neurons: NeuronSettings | None,
-                 T: int) -> None:
+                 T: int | None) -> None:
         super().__init__()
         self.T, self.depth = T, len(widths)
         for j, width in enumerate(widths):
@@ -75,16 +76,14 @@ class VGG(nn.Module):
                  T: int | None) -> None:
         super().__init__()
         self.arch, self.T, self.N = arch, T, None if neurons is None else neurons.N
-        self.num_classes, self.is_spiking = num_classes, neurons is not None
-        self.spike_scale = None if neurons is None else neurons.spike_scale
+        self.num_classes, self.is_spiking, self.neurons = num_classes, neurons is not None, neurons
         cin = in_channels
         for i, widths in enumerate(stages):
-            self.add_module(f"stage{i}", Stage(cin, widths, neurons, T or 1))
+            self.add_module(f"stage{i}", Stage(cin, widths, neurons, T))
             cin = widths[-1]
         self.num_stages = len(stages)
         self.classifier = Classifier(cin, num_classes, neurons)
         init_weights(self)
-        mark_analog_inputs(self, self.stage0.conv0)
 
     def stages(self) -> list[Stage]:
         return [getattr(self, f"stage{i}") for i in range(self.num_stages)]
@@ -97,15 +96,22 @@ class VGG(nn.Module):
             x = stage(x)
         return self.classifier(x)
 
-    def probe_points(self) -> "OrderedDict[str, nn.Module]":
+    def probe_points(self) -> "OrderedDict[str, tuple[nn.Module, ProbePoint]]":
+        """Every neuron, in firing order."""
         if not self.is_spiking:
             return OrderedDict()
+        point = ProbePoint.of("neuron", self.neurons)
         points = OrderedDict()
         for i, stage in enumerate(self.stages()):
-            points.update((f"stage{i}.sn{j}", sn) for j, (_, _, sn) in enumerate(stage.layers()))
-        points["fc1.sn"] = self.classifier.fc1.sn
-        points["fc2.sn"] = self.classifier.fc2.sn
+            points.update((f"stage{i}.sn{j}", (sn, point))
+                          for j, (_, _, sn) in enumerate(stage.layers()))
+        points["fc1.sn"] = (self.classifier.fc1.sn, point)
+        points["fc2.sn"] = (self.classifier.fc2.sn, point)
         return points
+
+    def analog_inputs(self) -> list[nn.Module]:
+        """The first conv reads the images; every other layer reads spikes."""
+        return [self.stage0.conv0] if self.is_spiking else []
 
     def layer_groups(self) -> "OrderedDict[str, nn.Module]":
         groups = OrderedDict((f"stage{i}", s) for i, s in enumerate(self.stages()))
@@ -113,11 +119,11 @@ class VGG(nn.Module):
         return groups
 
 
-@register_model(label="VGG16", ann="ann_vgg16")
+@ARCHITECTURES.register("vgg16", spiking=True, label="VGG16", ann="ann_vgg16")
 def vgg16(*, T: int | None, neurons: NeuronSettings | None, **kw) -> VGG:
     return VGG("vgg16", VGG16_STAGES, neurons, T=T, **kw)
 
 
-@register_model(spiking=False, label="ANN VGG16")
+@ARCHITECTURES.register("ann_vgg16", spiking=False, label="ANN VGG16")
 def ann_vgg16(*, T: int | None, neurons: NeuronSettings | None, **kw) -> VGG:
     return VGG("ann_vgg16", VGG16_STAGES, neurons, T=T, **kw)

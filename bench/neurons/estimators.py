@@ -2,27 +2,26 @@
 
 The quantizer sees the scaled potential s = N * v / theta and outputs y = clamp(floor(s), 0, N) / N.
 An estimator returns g(s) with dy/dv := g(s) / theta (so dy/ds = g(s) / N). A new estimator is
-one small class with a `derivative` method, decorated with @register("name"); `bench run --set
-estimator=name` finds it (from a plugin file too: README, "Plugins").
+one small class with a `derivative` method, decorated with @ESTIMATORS.register("name"); `bench
+run --set estimator=name` finds it (from a plugin file too: README, "Plugins").
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 
+from bench.neurons.settings import NeuronSettings
 from bench.registry import ESTIMATORS
 
 
 def register(name: str) -> Callable[[type["Estimator"]], type["Estimator"]]:
-    """Register an Estimator subclass under `name` (its `label` names it in report tables)."""
-    def deco(cls: type["Estimator"]) -> type["Estimator"]:
-        cls.name = name
-        ESTIMATORS.add(name, cls)
-        return cls
-
-    return deco
+    """Deprecated spelling of `@ESTIMATORS.register(name)` (the README documented it)."""
+    warnings.warn("bench.neurons.register is deprecated: use @bench.neurons.ESTIMATORS.register"
+                  "(name)", DeprecationWarning, stacklevel=2)
+    return ESTIMATORS.register(name)
 
 
 def names() -> list[str]:
@@ -34,7 +33,7 @@ def build_estimator(name: str, **kwargs: float) -> "Estimator":
 
 
 class Estimator:
-    name = "base"
+    name = "base"  # its registered name (ESTIMATORS.register sets it)
     label = ""  # short name in report tables ("SG"); empty: the registered name
     # derivative() is plain elementwise torch ops, safe to trace into MultiLevelIF's fused kernel
     fusable = False
@@ -50,7 +49,7 @@ class Estimator:
         return f"{type(self).__name__}()"
 
 
-@register("sigmoid")
+@ESTIMATORS.register("sigmoid")
 class SigmoidSurrogate(Estimator):
     """Sum over the N thresholds k=1..N of the sigmoid surrogate's derivative at s - k.
 
@@ -60,7 +59,7 @@ class SigmoidSurrogate(Estimator):
     fusable = True
     label = "SG"
 
-    def __init__(self, alpha: float = 4.0, **_: float) -> None:
+    def __init__(self, alpha: float = NeuronSettings.alpha, **_: float) -> None:
         self.alpha = float(alpha)
 
     def derivative(self, s: torch.Tensor, levels: int) -> torch.Tensor:
@@ -74,7 +73,7 @@ class SigmoidSurrogate(Estimator):
         return f"SigmoidSurrogate(alpha={self.alpha})"
 
 
-@register("ste")
+@ESTIMATORS.register("ste")
 class StraightThrough(Estimator):
     """dy/dv = 1/theta everywhere: the quantizer is passed straight through."""
 
@@ -85,7 +84,7 @@ class StraightThrough(Estimator):
         return torch.ones_like(s)
 
 
-@register("ste_clipped")
+@ESTIMATORS.register("ste_clipped")
 class ClippedStraightThrough(Estimator):
     """dy/dv = 1/theta for v in [0, theta] (s in [0, N]), zero outside."""
 

@@ -1,6 +1,9 @@
 """NeuronSettings: every setting of a model's spiking neurons, declared, defaulted and checked here
 once. The run config embeds these fields as flat keys (`--set N=8`), the model factory takes the
 object, and each neuron is built from it.
+
+T, the timesteps every neuron of a spiking model runs, has its home here too (DEFAULT_T,
+check_T): the run config, `build_model`, the data sets and `bench perf` read it from here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ OUTPUT_SCALES = ("unit", "threshold")
 # inductor for image-sized layers only (bench.neurons.fused explains the trade-off)
 BACKENDS = ("auto", "torch", "inductor")
 MAX_N = 256  # spike levels; z fits a uint8 and the estimator's sum over N thresholds stays cheap
+DEFAULT_T = 1  # timesteps of a spiking model (an ANN has none: T is None)
+MAX_T = 256  # timesteps
+
+
+def check_T(T: object) -> int:
+    """T of a spiking model: an integer from 1 to MAX_T (ValueError saying so, without the key:
+    each caller names it as its user knows it, config key or option)."""
+    if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= MAX_T:
+        raise ValueError(f"{T!r} must be an integer from 1 to {MAX_T}")
+    return T
 
 
 class NeuronSettingError(SettingError):

@@ -1,8 +1,9 @@
 """Spike counts at every probe point (all neurons and residual sums), per image.
 
-Forward hooks on the modules of bench.models.probe_points reduce each output to three device
-scalars (summed spike counts z, non-zero count, largest z) during validation and test only, so
-training steps pay nothing and there is no per-batch host sync.
+Forward hooks on the model's declared probe points (bench.models.probe_points: the module and
+its ProbePoint, read from the model's contract) reduce each output to three device scalars
+(summed spike counts z, non-zero count, largest z) during validation and test only, so training
+steps pay nothing and there is no per-batch host sync.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SpikeProbe(L.Callback):
         self._handles: list = []
         self._stats: dict[str, torch.Tensor] = {}  # probe -> [spikes, nonzero, max] on the device
         self._neurons: dict[str, int] = {}  # probe -> elements per image per timestep
+        self._steps: dict[str, int] = {}  # probe -> timesteps of its output [T, B, ...]
         self._images = 0
         self._active = False
         self._meta: dict[str, tuple[str, int, int]] = {}
@@ -34,10 +36,10 @@ class SpikeProbe(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._handles:
             return
-        for index, (name, module) in enumerate(probe_points(pl_module.model).items()):
-            self._meta[name] = (module.probe_kind, index, int(module.N))
+        for index, (name, (module, point)) in enumerate(probe_points(pl_module.model).items()):
+            self._meta[name] = (point.kind, index, point.N)
             self._handles.append(module.register_forward_hook(
-                self._hook(name, float(module.spike_scale))))
+                self._hook(name, point.spike_scale)))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for h in self._handles:
@@ -53,7 +55,7 @@ class SpikeProbe(L.Callback):
             acc = self._stats.get(name)
             if acc is None:
                 self._stats[name] = stats
-                self._neurons[name] = z[0, 0].numel()
+                self._neurons[name], self._steps[name] = z[0, 0].numel(), z.shape[0]
             else:  # in place on the device: sums, and the running max
                 acc[:2] += stats[:2]
                 torch.maximum(acc[2], stats[2], out=acc[2])
@@ -71,11 +73,10 @@ class SpikeProbe(L.Callback):
             return
         names = list(self._stats)
         host = torch.stack([self._stats[n] for n in names]).cpu().tolist()  # one sync per epoch
-        T = int(getattr(pl_module.model, "T", None) or 1)  # an ANN: None
         table: dict[str, dict[str, Any]] = {}
         for name, (spikes, nonzero, top) in zip(names, host):
             kind, index, levels = self._meta[name]
-            neurons = self._neurons[name]
+            neurons, T = self._neurons[name], self._steps[name]
             table[name] = {  # a layers.csv row but for split, epoch and probe
                 schema.KIND: kind, schema.INDEX: index, schema.LEVELS: levels,
                 schema.NEURONS: neurons,
