@@ -225,14 +225,15 @@ def _q16(elements: float) -> float:  # qualia law, 16-bit elements, by hand
     return 1.09e-5 * elements * 16 + 13.2
 
 
-@pytest.mark.parametrize("counting", ["event", "value"])
+@pytest.mark.parametrize("counting", ["event", "packet", "value"])
 @pytest.mark.parametrize("op", ["mac", "ac"])
 def test_hand_lemaire_multilevel(counting, op):
     x = torch.tensor([0.0, 1, 3, 0]).div(4).reshape(1, 1, 4)
     report = estimate(TwoLayer(), x, counting=counting, multilevel_op=op, mem_bits=16,
                       sram="qualia", fifo=1000)
     # events: fc1 input z=[0,1,3,0] (2 non-zero, value 4); neuron out z=[2,3] (2, value 5)
-    e1, s_out, e2 = (2, 2, 2) if counting == "event" else (4, 5, 5)
+    # packet: every z <= N = 4 is one packet, as event
+    e1, s_out, e2 = (4, 5, 5) if counting == "value" else (2, 2, 2)
     syn1, syn2 = e1 * 2, e2 * 3  # x fan-out (out_features); weight and potential accesses too
     e_syn = 3.2 if op == "mac" else 0.1  # 32-bit: add 0.1, mult 3.1
     fifo = _q16(1000)
@@ -247,6 +248,47 @@ def test_hand_lemaire_multilevel(counting, op):
     assert report.total_uj == pytest.approx((fc1 + sn + fc2) * 1e-6, rel=1e-9)
     assert report.breakdown_uj["inputs"] == pytest.approx((e1 + e2) * fifo * 1e-6, rel=1e-9)
     assert report.counts["fc2"]["events"] == e2
+
+
+class SumNet(nn.Module):
+    """Two MultiLevelIF(N=4) maps summed (a SEW residual exit), then Linear(6, 2): currents z/4
+    give z = [0, 3, 1, 4, 4, 1] and [0, 0, 4, 4, 0, 0], a sum of z = [0, 3, 5, 8, 4, 1]."""
+
+    N, is_spiking = 4, True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sn_a, self.sn_b = MultiLevelIF(N=4, step_mode="m"), MultiLevelIF(N=4, step_mode="m")
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [1, B, 2, 6]
+        return self.fc(self.sn_a(x[:, :, 0]) + self.sn_b(x[:, :, 1])).mean(0)
+
+
+def _sum_input() -> torch.Tensor:
+    z = torch.tensor([[0.0, 3, 1, 4, 4, 1], [0, 0, 4, 4, 0, 0]])
+    return (z / 4).reshape(1, 1, 2, 6)
+
+
+@pytest.mark.parametrize("counting,events", [
+    ("event", 5),  # non-zero z: 3, 5, 8, 4, 1
+    ("packet", 7),  # ceil(z / 4): 1 + 2 + 2 + 1 + 1
+    ("value", 21),  # 3 + 5 + 8 + 4 + 1
+])
+def test_sum_of_two_multilevel_maps_by_counting(counting, events):
+    report = estimate(SumNet(), _sum_input(), counting=counting)
+    fc = report.counts["fc"]
+    assert fc["events"] == events and fc["synaptic_ops"] == 2 * events
+    assert report.breakdown_uj["inputs"] * 1e6 == pytest.approx(
+        events * sram_pj("qualia", 1000, 32), rel=1e-12)
+    # the neurons' own outputs are z <= N: one packet per non-zero z, as event
+    assert report.counts["sn_a"]["output_events"] == (13 if counting == "value" else 5)
+    measured = report.to_record()["measured"]
+    layer = next(entry for entry in measured["layers"] if entry["name"]
+                 == "fc")
+    assert layer["levels_in"] == 4
+    assert layer["hist"] == {"0": 1, "1": 1, "3": 1, "4": 1, "5": 1, "8": 1}
+    assert layer["hist_over"] == 0
 
 
 def test_sew_sum_counts_values_and_static_first_layer_once():
