@@ -4,6 +4,7 @@ hand-computed multi-level totals, the `simple` model kept from before, the Light
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning.pytorch as pl
 import pytest
@@ -118,8 +119,8 @@ def test_bad_settings_are_named():
 class LoopNet(nn.Module):
     """Single-step layers looped over T frames (x: [T, B, C, H, W]); `make_neuron()` per layer.
 
-    spikingjelly's profiler sizes buffers per forward call, bench's per image and timestep: with
-    B = 1 and one call per timestep they coincide.
+    spikingjelly's profiler sizes buffers per forward call, bench's per image and timestep by
+    default (`buffers="timestep"`): with B = 1 and one call per timestep they coincide.
     """
 
     def __init__(self, make_neuron, convs, fc_in: int, hidden_fc: bool) -> None:
@@ -181,6 +182,10 @@ def test_lemaire_equals_spikingjelly_profiler(net_name, T, ours):
     functional.reset_net(reference)
     sj = estimate_lemaire_energy(reference, (x,), config=LemaireEnergyConfig(strict=False))
     report = estimate(net, x, fifo=1000, **SJ_CONVENTIONS)
+    _assert_equals_spikingjelly(report, sj)
+
+
+def _assert_equals_spikingjelly(report, sj) -> None:
     b, sjb = report.breakdown_uj, {k: v / 1e6 for k, v in sj.breakdown_pj.items()}
     assert report.total_uj == pytest.approx(sj.total_pj / 1e6, rel=5e-3)
     assert b["ac"] + b["mac"] == pytest.approx(sjb["ops_pj"], rel=5e-3)
@@ -195,6 +200,65 @@ def test_lemaire_equals_spikingjelly_profiler(net_name, T, ours):
                                                             sj.counts["mac_addr"])
     assert t["potentials_accesses"] * 4 == sj.counts["read_potential_bytes"] * 2
     assert t["outputs_accesses"] * 4 == sj.counts["write_out_bytes"]
+
+
+class MultiStepNet(nn.Module):
+    """The same layers in multi-step mode: each layer takes all T frames [T, B, ...] in one call,
+    so a buffer sized per call holds T (and B) times one image and timestep."""
+
+    def __init__(self, make_neuron, convs, fc_in: int, hidden_fc: bool) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(layer.Conv2d(*args, **kw, step_mode="m") for args, kw in convs)
+        self.neurons = nn.ModuleList(make_neuron() for _ in convs)
+        self.fc_hidden = layer.Linear(fc_in, 12, step_mode="m") if hidden_fc else None
+        self.sn_hidden = make_neuron() if hidden_fc else None
+        self.fc = layer.Linear(12 if hidden_fc else fc_in, 5, step_mode="m")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, C, H, W]
+        h = x
+        for conv, sn in zip(self.convs, self.neurons):
+            h = sn(conv(h))
+        h = h.flatten(2)
+        if self.fc_hidden is not None:
+            h = self.sn_hidden(self.fc_hidden(h))
+        return self.fc(h).mean(0)
+
+
+def _if_node_m():
+    return neuron.IFNode(v_threshold=0.4, v_reset=None, detach_reset=True, step_mode="m")
+
+
+def _multilevel_m():
+    return MultiLevelIF(N=1, threshold=0.4, step_mode="m")
+
+
+@pytest.mark.parametrize("net_name", sorted(NETS))
+@pytest.mark.parametrize("ours", ["IFNode", "MultiLevelIF"])
+def test_lemaire_equals_spikingjelly_profiler_multistep_distinct_frames(net_name, ours):
+    # T = 4 distinct frames at batch 1 through multi-step layers: spikingjelly sizes the buffers
+    # that a tensor sizes (a dense layer's input, potentials) per forward call, T included;
+    # `buffers="call"` does the same (and walks the dense conv's kernel once per call, as
+    # spikingjelly does) and every term agrees; per image and timestep (the lab's) the accesses
+    # are the same but the dense input buffer is T times smaller
+    convs, fc_in, hidden = NETS[net_name]
+    torch.manual_seed(7)
+    reference = MultiStepNet(_if_node_m, convs, fc_in, hidden)
+    net = reference if ours == "IFNode" else MultiStepNet(_multilevel_m, convs, fc_in, hidden)
+    net.load_state_dict(reference.state_dict())
+    x = torch.rand(4, 1, 2, 12, 12) * 1.5
+    functional.reset_net(reference)
+    sj = estimate_lemaire_energy(reference, (x,), config=LemaireEnergyConfig(strict=False))
+    report = estimate(net, x, fifo=1000, buffers="call", **SJ_CONVENTIONS)
+    _assert_equals_spikingjelly(report, sj)
+    lab = estimate(net, x, fifo=1000, buffers="timestep", **SJ_CONVENTIONS)
+    per_step, per_call = lab.totals(), report.totals()
+    stem = net.convs[0]
+    walks = (4 - 1) * stem.out_channels * math.prod(stem.kernel_size)
+    assert per_step.pop("addressing_adds") - per_call.pop("addressing_adds") == walks
+    assert per_step == per_call  # the same accesses, in smaller buffers
+    b, lb = report.breakdown_uj, lab.breakdown_uj
+    assert lb["inputs"] + lb["outputs"] < b["inputs"] + b["outputs"]
+    assert lb["potentials"] <= b["potentials"] and lab.total_uj < report.total_uj
 
 
 # ------------------------------------------------------- hand-computed multi-level totals

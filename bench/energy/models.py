@@ -11,75 +11,20 @@ registry is the only list of models.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bench import schema
-from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, PRESETS, SRAM_LAWS, sram_pj
+from bench.energy.costs import ARITHMETIC, sram_pj
 from bench.energy.counting import Counts, LayerShape, NeuronShape
-from bench.errors import SettingError
+from bench.energy.settings import (EnergySettingError, EnergySettings,  # noqa: F401 (re-export)
+                                   choices, settings_with)
 from bench.registry import ENERGY_MODELS
 
 PJ_PER_UJ = 1e6
 TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
 BUFFERS = ("weights", "bias", "potentials", "inputs", "outputs")
-COUNTINGS = ("packet", "event", "value")
-BUFFER_SIZINGS = ("timestep", "call")
-
-
-class EnergySettingError(SettingError):
-    """A bad energy setting; `key` names the EnergySettings field."""
-
-    template = "energy {key}: {detail}"
-
-
-@dataclass(frozen=True)
-class EnergySettings:
-    """Every choice an energy figure depends on; recorded beside every number it produces.
-
-    model: a registered energy model. counting: "event" (one event per non-zero spike count z,
-    as the lab's count_nonzero) or "value" (a spike of value k is k events). multilevel_op: how
-    one event of a multi-level (N > 1) spike is priced: "mac" (weight x integer) or "ac".
-    mem_bits / op_bits: memory element and arithmetic widths. sram: an SRAM law of
-    bench.energy.costs. fifo: entries of each layer's spike FIFO (input reads, spike writes).
-    static_input_once: a static image repeated over T costs its first layer once.
-    Conventions where the lab and spikingjelly's profiler differ (lab defaults):
-    fanout: "lab" (synaptic ops = events x C_out x prod(ceil(k/s)); weight reads and potential
-    accesses = events x C_out x prod(k)) or "exact" (all three = the exact receptive-field count);
-    bias_adds: "always" (one add per output per timestep, the lab) or "if_bias" (spikingjelly);
-    param_buffer: "split" (weights and bias in buffers of their own, the lab) or "shared";
-    dense_fc_addressing: "product" (N_in x N_out adds, the lab) or "sum" (N_in + N_out).
-    preset: arithmetic of the `simple` model only (horowitz45 | snn_convention).
-    """
-
-    model: str = "lemaire"
-    counting: str = "packet"
-    multilevel_op: str = "mac"
-    mem_bits: int = 32
-    op_bits: int = 32
-    sram: str = "qualia"
-    fifo: int = 1000
-    buffers: str = "timestep"
-    static_input_once: bool = True
-    fanout: str = "lab"
-    bias_adds: str = "always"
-    param_buffer: str = "split"
-    dense_fc_addressing: str = "product"
-    preset: str = "horowitz45"
-
-    def __post_init__(self) -> None:
-        for key, allowed in choices().items():
-            value = getattr(self, key)
-            if value not in allowed:
-                names = ", ".join(str(a) for a in allowed)
-                raise EnergySettingError(key, f"{value!r} is unknown; allowed: {names}")
-        if isinstance(self.fifo, bool) or not isinstance(self.fifo, int) or self.fifo < 1:
-            raise EnergySettingError("fifo", f"{self.fifo!r} must be an integer >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -121,16 +66,6 @@ MODELS = ENERGY_MODELS  # name -> function (Counts, EnergySettings) -> EnergyRep
 def register(name: str):
     """Register an energy model function under `name` (the registry is the only list)."""
     return MODELS.register(name)
-
-
-def choices() -> dict[str, tuple]:
-    return {"model": tuple(MODELS.names()), "counting": COUNTINGS,
-            "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
-            "sram": tuple(SRAM_LAWS), "buffers": BUFFER_SIZINGS,
-            "static_input_once": (True, False),
-            "fanout": ("lab", "exact"), "bias_adds": ("always", "if_bias"),
-            "param_buffer": ("split", "shared"), "dense_fc_addressing": ("product", "sum"),
-            "preset": tuple(PRESETS)}
 
 
 def price(counts: Counts, settings: EnergySettings) -> EnergyReport:
@@ -220,8 +155,9 @@ def _analog_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Count
     led.macs(macs)
     if s.bias_adds == "always" or l.bias:
         led.adds(outputs)
-    if l.kind == "conv":
-        led.adds(steps * (l.in_per_step + l.out_per_step + l.out_channels * l.kernel),
+    if l.kind == "conv":  # each input and output located; the kernel walked once per pass
+        passes = inputs / l.in_per_call if s.buffers == "call" and l.in_per_call else steps
+        led.adds(steps * (l.in_per_step + l.out_per_step) + passes * l.out_channels * l.kernel,
                  "addressing")
     elif s.dense_fc_addressing == "product":
         led.adds(steps * l.fan_in * l.out_channels, "addressing")
