@@ -818,7 +818,8 @@ def _sensitivity(ctx: Context, pricing: Pricing | None) -> list[Path]:
         cells = sensitivity.matrix(ctx.energy, ctx.runs, pricing)
     except sensitivity.CannotReprice as exc:
         ctx.page.text(f"No sensitivity matrix: run {exc} keeps no counts to reprice (records "
-                      f"written before energy repricing existed); re-run or re-evaluate it.")
+                      f"written before energy repricing existed); re-evaluate it (`bench eval`) "
+                      f"or re-run it.")
         return []
     table = sensitivity.table(cells)
     written = table.write(ctx.out)

@@ -47,7 +47,10 @@ def grid_of(sensitivity: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
         return tuple((str(k), dict(v)) for k, v in sensitivity.items())
     out = []
     for item in sensitivity:
-        if isinstance(item, dict):
+        if isinstance(item, dict) and isinstance(item.get("settings"), dict):
+            body = dict(item["settings"])  # bench.energy's form: {label, settings}
+            out.append((str(item.get("label") or _label(body)), body))
+        elif isinstance(item, dict):
             body = {k: v for k, v in item.items() if k != "label"}
             out.append((str(item.get("label") or _label(body)), body))
         else:
@@ -68,8 +71,7 @@ def default_pricing() -> Pricing | None:
         return None
 
     def price(run: pd.Series, overrides: dict[str, Any]) -> float:
-        summary = read_summary(run.get("path"))
-        return float(reprice(summary, **overrides).total_uj)
+        return float(reprice(read_summary(run.get("path")), **overrides).total_uj)
 
     return Pricing(grid_of(SENSITIVITY), price)
 
