@@ -823,8 +823,7 @@ def _sensitivity(ctx: Context, pricing: Pricing | None) -> list[Path]:
         return []
     table = sensitivity.table(cells)
     written = table.write(ctx.out)
-    ctx.page.table(table, written, ctx.out)
-    ctx.page.text(sensitivity.sentence(cells))
+    ctx.page.table(table, written, ctx.out)  # its caption ends with the all-hold sentence
     return written
 
 

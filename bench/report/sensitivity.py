@@ -132,9 +132,10 @@ def sentence(cells: pd.DataFrame) -> str:
                                           | (cells["size"] == NA))
     counts = ok.groupby(cells["setting"], sort=False).sum()
     best = counts.idxmax()
+    closest = (f"the closest, {best}, has {int(counts[best])} of {n}" if counts[best]
+               else "none makes even one hold")
     return (f"None of the {len(settings)} settings makes all {n} energy claims hold at once on "
-            f"these runs (direction, and size where the paper gives a range); the closest, "
-            f"{best}, has {int(counts[best])} of {n}.")
+            f"these runs (direction, and size where the paper gives a range); {closest}.")
 
 
 def table(cells: pd.DataFrame) -> Table:
