@@ -98,11 +98,12 @@ class RunConfig:
     grad_every: int = 10  # gradient norms every k training steps
     # energy (bench.energy.EnergySettings checks these; README "Energy" explains them)
     energy_model: str = "lemaire"
-    energy_counting: str = "event"  # event: one per non-zero spike; value: a spike of k is k
+    energy_counting: str = "packet"  # packet: ceil(z / N_in) events; event: one per non-zero z
     energy_multilevel_op: str = "mac"  # a multi-level spike event priced as a MAC or an AC
     energy_mem_bits: int = 32
     energy_sram: str = "qualia"
     energy_fifo: int = 1000
+    energy_buffers: str = "timestep"  # buffers sized per image and timestep, or per forward call
     energy_preset: str = "horowitz45"  # arithmetic of the `simple` model only
     # tracking
     wandb: str = "offline"
@@ -144,7 +145,8 @@ class RunConfig:
         return EnergySettings(model=self.energy_model, counting=self.energy_counting,
                               multilevel_op=self.energy_multilevel_op,
                               mem_bits=self.energy_mem_bits, sram=self.energy_sram,
-                              fifo=self.energy_fifo, preset=self.energy_preset)
+                              fifo=self.energy_fifo, buffers=self.energy_buffers,
+                              preset=self.energy_preset)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return build_config(self.to_dict(), changes)

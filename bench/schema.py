@@ -77,6 +77,7 @@ SETS = "sets"
 # "Energy" describes the rest)
 ENERGY_TOTAL_UJ = "total_uj_per_image"
 ENERGY_BREAKDOWN_UJ = "breakdown_uj_per_image"
+ENERGY_MEASURED = "measured"  # what the estimate priced: bench.energy.reprice prices it again
 
 SPIKE_UNIT = "spikes / image"
 PAIR_UNIT = "pairs / image"  # (neuron, timestep) pairs

@@ -167,7 +167,7 @@ def test_eval_of_last_ckpt_reproduces_the_run(reference, capsys):
 
 def test_eval_under_value_counting_changes_energy_not_accuracy(reference):
     d, s = reference["dir"], reference["summary"]
-    assert s["config"]["energy_counting"] == "event"
+    assert s["config"]["energy_counting"] == "packet"
     assert main(["eval", str(d), "--set", "energy_counting=value", "--set", "wandb=disabled",
                  "--split", "val"]) == 0
     e = _eval_summary(d, "val-best-")
@@ -176,7 +176,7 @@ def test_eval_under_value_counting_changes_energy_not_accuracy(reference):
     assert e["energy"]["counting"] == "value"
     assert main(["eval", str(d), "--set", "wandb=disabled", "--split", "val"]) == 0
     same = [json.loads(p.read_text()) for p in (d / "evals").glob("val-best-*/summary.json")]
-    event = next(x for x in same if x["config"]["energy_counting"] == "event")
+    event = next(x for x in same if x["config"]["energy_counting"] == "packet")
     assert e["val_acc"] == event["val_acc"] and e["test_acc"] is None
     assert e["spikes_per_image"] == event["spikes_per_image"]
     # by value a spike of k is k events: more than one per non-zero spike when N > 1

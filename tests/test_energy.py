@@ -4,6 +4,7 @@ hand-computed multi-level totals, the `simple` model kept from before, the Light
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning.pytorch as pl
 import pytest
@@ -116,8 +117,8 @@ def test_bad_settings_are_named():
 class LoopNet(nn.Module):
     """Single-step layers looped over T frames (x: [T, B, C, H, W]); `make_neuron()` per layer.
 
-    spikingjelly's profiler sizes buffers per forward call, bench's per image and timestep: with
-    B = 1 and one call per timestep they coincide.
+    spikingjelly's profiler sizes buffers per forward call, bench's per image and timestep by
+    default (`buffers="timestep"`): with B = 1 and one call per timestep they coincide.
     """
 
     def __init__(self, make_neuron, convs, fc_in: int, hidden_fc: bool) -> None:
@@ -179,6 +180,10 @@ def test_lemaire_equals_spikingjelly_profiler(net_name, T, ours):
     functional.reset_net(reference)
     sj = estimate_lemaire_energy(reference, (x,), config=LemaireEnergyConfig(strict=False))
     report = estimate(net, x, fifo=1000, **SJ_CONVENTIONS)
+    _assert_equals_spikingjelly(report, sj)
+
+
+def _assert_equals_spikingjelly(report, sj) -> None:
     b, sjb = report.breakdown_uj, {k: v / 1e6 for k, v in sj.breakdown_pj.items()}
     assert report.total_uj == pytest.approx(sj.total_pj / 1e6, rel=5e-3)
     assert b["ac"] + b["mac"] == pytest.approx(sjb["ops_pj"], rel=5e-3)
@@ -193,6 +198,65 @@ def test_lemaire_equals_spikingjelly_profiler(net_name, T, ours):
                                                             sj.counts["mac_addr"])
     assert t["potentials_accesses"] * 4 == sj.counts["read_potential_bytes"] * 2
     assert t["outputs_accesses"] * 4 == sj.counts["write_out_bytes"]
+
+
+class MultiStepNet(nn.Module):
+    """The same layers in multi-step mode: each layer takes all T frames [T, B, ...] in one call,
+    so a buffer sized per call holds T (and B) times one image and timestep."""
+
+    def __init__(self, make_neuron, convs, fc_in: int, hidden_fc: bool) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(layer.Conv2d(*args, **kw, step_mode="m") for args, kw in convs)
+        self.neurons = nn.ModuleList(make_neuron() for _ in convs)
+        self.fc_hidden = layer.Linear(fc_in, 12, step_mode="m") if hidden_fc else None
+        self.sn_hidden = make_neuron() if hidden_fc else None
+        self.fc = layer.Linear(12 if hidden_fc else fc_in, 5, step_mode="m")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, C, H, W]
+        h = x
+        for conv, sn in zip(self.convs, self.neurons):
+            h = sn(conv(h))
+        h = h.flatten(2)
+        if self.fc_hidden is not None:
+            h = self.sn_hidden(self.fc_hidden(h))
+        return self.fc(h).mean(0)
+
+
+def _if_node_m():
+    return neuron.IFNode(v_threshold=0.4, v_reset=None, detach_reset=True, step_mode="m")
+
+
+def _multilevel_m():
+    return MultiLevelIF(N=1, threshold=0.4, step_mode="m")
+
+
+@pytest.mark.parametrize("net_name", sorted(NETS))
+@pytest.mark.parametrize("ours", ["IFNode", "MultiLevelIF"])
+def test_lemaire_equals_spikingjelly_profiler_multistep_distinct_frames(net_name, ours):
+    # T = 4 distinct frames at batch 1 through multi-step layers: spikingjelly sizes the buffers
+    # that a tensor sizes (a dense layer's input, potentials) per forward call, T included;
+    # `buffers="call"` does the same (and walks the dense conv's kernel once per call, as
+    # spikingjelly does) and every term agrees; per image and timestep (the lab's) the accesses
+    # are the same but the dense input buffer is T times smaller
+    convs, fc_in, hidden = NETS[net_name]
+    torch.manual_seed(7)
+    reference = MultiStepNet(_if_node_m, convs, fc_in, hidden)
+    net = reference if ours == "IFNode" else MultiStepNet(_multilevel_m, convs, fc_in, hidden)
+    net.load_state_dict(reference.state_dict())
+    x = torch.rand(4, 1, 2, 12, 12) * 1.5
+    functional.reset_net(reference)
+    sj = estimate_lemaire_energy(reference, (x,), config=LemaireEnergyConfig(strict=False))
+    report = estimate(net, x, fifo=1000, buffers="call", **SJ_CONVENTIONS)
+    _assert_equals_spikingjelly(report, sj)
+    lab = estimate(net, x, fifo=1000, buffers="timestep", **SJ_CONVENTIONS)
+    per_step, per_call = lab.totals(), report.totals()
+    stem = net.convs[0]
+    walks = (4 - 1) * stem.out_channels * math.prod(stem.kernel_size)
+    assert per_step.pop("addressing_adds") - per_call.pop("addressing_adds") == walks
+    assert per_step == per_call  # the same accesses, in smaller buffers
+    b, lb = report.breakdown_uj, lab.breakdown_uj
+    assert lb["inputs"] + lb["outputs"] < b["inputs"] + b["outputs"]
+    assert lb["potentials"] <= b["potentials"] and lab.total_uj < report.total_uj
 
 
 # ------------------------------------------------------- hand-computed multi-level totals
@@ -221,14 +285,15 @@ def _q16(elements: float) -> float:  # qualia law, 16-bit elements, by hand
     return 1.09e-5 * elements * 16 + 13.2
 
 
-@pytest.mark.parametrize("counting", ["event", "value"])
+@pytest.mark.parametrize("counting", ["event", "packet", "value"])
 @pytest.mark.parametrize("op", ["mac", "ac"])
 def test_hand_lemaire_multilevel(counting, op):
     x = torch.tensor([0.0, 1, 3, 0]).div(4).reshape(1, 1, 4)
     report = estimate(TwoLayer(), x, counting=counting, multilevel_op=op, mem_bits=16,
                       sram="qualia", fifo=1000)
     # events: fc1 input z=[0,1,3,0] (2 non-zero, value 4); neuron out z=[2,3] (2, value 5)
-    e1, s_out, e2 = (2, 2, 2) if counting == "event" else (4, 5, 5)
+    # packet: every z <= N = 4 is one packet, as event
+    e1, s_out, e2 = (4, 5, 5) if counting == "value" else (2, 2, 2)
     syn1, syn2 = e1 * 2, e2 * 3  # x fan-out (out_features); weight and potential accesses too
     e_syn = 3.2 if op == "mac" else 0.1  # 32-bit: add 0.1, mult 3.1
     fifo = _q16(1000)
@@ -243,6 +308,47 @@ def test_hand_lemaire_multilevel(counting, op):
     assert report.total_uj == pytest.approx((fc1 + sn + fc2) * 1e-6, rel=1e-9)
     assert report.breakdown_uj["inputs"] == pytest.approx((e1 + e2) * fifo * 1e-6, rel=1e-9)
     assert report.counts["fc2"]["events"] == e2
+
+
+class SumNet(nn.Module):
+    """Two MultiLevelIF(N=4) maps summed (a SEW residual exit), then Linear(6, 2): currents z/4
+    give z = [0, 3, 1, 4, 4, 1] and [0, 0, 4, 4, 0, 0], a sum of z = [0, 3, 5, 8, 4, 1]."""
+
+    N, is_spiking = 4, True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sn_a, self.sn_b = MultiLevelIF(N=4, step_mode="m"), MultiLevelIF(N=4, step_mode="m")
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [1, B, 2, 6]
+        return self.fc(self.sn_a(x[:, :, 0]) + self.sn_b(x[:, :, 1])).mean(0)
+
+
+def _sum_input() -> torch.Tensor:
+    z = torch.tensor([[0.0, 3, 1, 4, 4, 1], [0, 0, 4, 4, 0, 0]])
+    return (z / 4).reshape(1, 1, 2, 6)
+
+
+@pytest.mark.parametrize("counting,events", [
+    ("event", 5),  # non-zero z: 3, 5, 8, 4, 1
+    ("packet", 7),  # ceil(z / 4): 1 + 2 + 2 + 1 + 1
+    ("value", 21),  # 3 + 5 + 8 + 4 + 1
+])
+def test_sum_of_two_multilevel_maps_by_counting(counting, events):
+    report = estimate(SumNet(), _sum_input(), counting=counting)
+    fc = report.counts["fc"]
+    assert fc["events"] == events and fc["synaptic_ops"] == 2 * events
+    assert report.breakdown_uj["inputs"] * 1e6 == pytest.approx(
+        events * sram_pj("qualia", 1000, 32), rel=1e-12)
+    # the neurons' own outputs are z <= N: one packet per non-zero z, as event
+    assert report.counts["sn_a"]["output_events"] == (13 if counting == "value" else 5)
+    measured = report.to_record()["measured"]
+    layer = next(entry for entry in measured["layers"] if entry["name"]
+                 == "fc")
+    assert layer["levels_in"] == 4
+    assert layer["hist"] == {"0": 1, "1": 1, "3": 1, "4": 1, "5": 1, "8": 1}
+    assert layer["hist_over"] == 0
 
 
 def test_sew_sum_counts_values_and_static_first_layer_once():

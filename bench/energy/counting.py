@@ -14,7 +14,11 @@ A synaptic layer's input, per forward call, is one of:
 - *spikes*: z = round(N*y) integers, counted as events: `nonzero` (one per z > 0) and `value`
   (sum of z), together with the exact synaptic operations each causes (`exact_*`: the input's
   count in every receptive field, i.e. conv(z, ones) summed, which is what spikingjelly's SynOp
-  counter counts on binary inputs).
+  counter counts on binary inputs), and `packet` (sum of ceil(z / N_in), N_in the levels of the
+  spike format entering the layer).
+Each spike-input layer also keeps the histogram of its input values z (per image), and each
+layer and neuron the sizes one forward call holds (for `buffers="call"`): what
+`bench.energy.reprice` needs to price the counts again under any setting.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # device accumulator slots of a synaptic layer (float64 each)
 LAYER_SLOTS = ("spike_outputs", "analog_outputs", "analog_inputs", "events_nonzero",
                "events_value", "exact_nonzero", "exact_value", "offgrid_outputs",
-               "offgrid_exact_nonzero", "offgrid_exact_value")
+               "offgrid_exact_nonzero", "offgrid_exact_value", "events_packet", "exact_packet")
+# an input histogram separates z = 0 .. HIST_SPAN * N_in; larger values share one last bin
+# (SEW sums grow by N per block: 32 N is more than a ResNet-34's 17 N)
+HIST_SPAN = 32
+RECORD_FORMAT = 1  # of Counts.to_record
 NEURON_SLOTS = ("updates", "spikes_nonzero", "spikes_value")
 
 
@@ -59,6 +67,12 @@ class LayerShape:
     flagged_analog: bool
     in_per_step: int = 0  # input elements per image per timestep (seen at run time)
     out_per_step: int = 0
+    levels_in: int = 1  # N_in: levels of the spike format entering (a sum: its neurons' N)
+    # one forward call (spikingjelly's profiler sizes buffers so): input and output elements
+    # (the largest call), and the timesteps it carries (multi-step layers; else 1)
+    in_per_call: int = 0
+    out_per_call: int = 0
+    steps_per_call: int = 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class NeuronShape:
     per_step: int  # neurons per image per timestep
     leaky: bool  # LIF: one leak multiply per neuron per timestep
     levels: int
+    per_call: int = 0  # neurons of one forward call per timestep (batch included)
 
 
 @dataclass
@@ -79,6 +94,42 @@ class Counts:
     timesteps: int  # the most timesteps any neuron ran
     layers: list[tuple[LayerShape, dict[str, float]]] = field(default_factory=list)
     neurons: list[tuple[NeuronShape, dict[str, float]]] = field(default_factory=list)
+    # layer -> per image, count of input values z = 0, 1, ... HIST_SPAN * N_in, then of larger z
+    hists: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything the energy models read, as JSON (the record's `energy.measured`)."""
+        def hist(name: str) -> dict[str, Any]:
+            h = self.hists.get(name)
+            if h is None:
+                return {"hist": None, "hist_over": None}
+            return {"hist": {str(z): v for z, v in enumerate(h[:-1]) if v}, "hist_over": h[-1]}
+        return {"format": RECORD_FORMAT, "images": self.images, "levels": self.levels,
+                "spiking": self.spiking, "timesteps": self.timesteps,
+                "layers": [{**dataclasses.asdict(s), **c, **hist(s.name)} for s, c in self.layers],
+                "neurons": [{**dataclasses.asdict(s), **c} for s, c in self.neurons]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Counts":
+        """The inverse of `to_record` (KeyError/TypeError on a malformed record)."""
+        out = cls(int(record["images"]), int(record["levels"]), bool(record["spiking"]),
+                  int(record["timesteps"]))
+        layer_fields = [f.name for f in dataclasses.fields(LayerShape)]
+        neuron_fields = [f.name for f in dataclasses.fields(NeuronShape)]
+        for entry in record["layers"]:
+            shape = LayerShape(**{k: entry[k] for k in layer_fields})
+            out.layers.append((shape, {k: float(entry[k]) for k in LAYER_SLOTS}))
+            if entry.get("hist") is not None:
+                top = HIST_SPAN * shape.levels_in + 1
+                h = [0.0] * (top + 1)
+                for z, v in entry["hist"].items():
+                    h[int(z)] = float(v)
+                h[top] = float(entry["hist_over"])
+                out.hists[shape.name] = h
+        for entry in record["neurons"]:
+            shape = NeuronShape(**{k: entry[k] for k in neuron_fields})
+            out.neurons.append((shape, {k: float(entry[k]) for k in NEURON_SLOTS}))
+        return out
 
 
 def grid_tolerance(dtype: torch.dtype) -> float:
@@ -147,23 +198,43 @@ def _kept_dims(module: nn.Module) -> int:
     return 1 if isinstance(module, nn.Linear) else module.weight.dim() - 2
 
 
-def grid_maps(x: torch.Tensor, keep: int, levels: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(off-grid flag, maps [3, *x.shape[-keep:]]) of a layer input y: the flag is 1.0 when
-    some N*y is not an integer (within the grid tolerance); the maps hold, per position of the
-    `keep` trailing dims summed over the others, the non-zero counts, the rounded values z and the
-    raw values N*y.
+def grid_maps(x: torch.Tensor, keep: int, scale: float, levels_in: int = 1,
+              bounded: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(off-grid flag, maps [4, *x.shape[-keep:]], histogram) of a layer input y: the flag is 1.0
+    when some z = scale*y is not an integer (within the grid tolerance); the maps hold, per
+    position of the `keep` trailing dims summed over the others, the non-zero counts, the rounded
+    values z, the raw values scale*y and the packets ceil(|z| / levels_in) (`bounded`: z <= N_in
+    is known, a neuron's own output, so packets are the non-zero counts); the histogram counts
+    |z| = 0 .. HIST_SPAN * levels_in, then larger |z| in one last bin.
 
     Written for few passes over the input (each is a full-size read on image-sized layers): one
-    scratch copy z = N*y, its rounding, and in-place reductions; per-position sums stay small
+    scratch copy z, its rounding, and in-place reductions; per-position sums stay small
     integers, exact in float32."""
     lead = tuple(range(x.dim() - keep))
-    z = x.float() * levels
+    z = x.float() * scale
     raw = z.sum(lead)
     zr = torch.round(z)
     off = (z.sub_(zr).abs_().amax() > grid_tolerance(x.dtype)).to(torch.float64)
     values = zr.sum(lead)
-    nonzero = zr.abs_().clamp_(max=1).sum(lead)
-    return off, torch.stack([nonzero, values, raw])
+    zr.abs_()
+    hist = _histogram(zr, HIST_SPAN * levels_in + 1)
+    packets = values if levels_in == 1 else None  # binary: a packet per unit (signed, as values)
+    if packets is None and not bounded:
+        packets = torch.ceil(zr / levels_in).sum(lead)
+    nonzero = zr.clamp_(max=1).sum(lead)
+    return off, torch.stack([nonzero, values, raw, nonzero if packets is None else packets]), hist
+
+
+def _histogram(z: torch.Tensor, top: int) -> torch.Tensor:
+    """float64 counts of the integers z >= 0 in bins 0 .. top-1, and of z >= top in bin `top`.
+
+    On the CPU bincount on int32 is the cheapest pass; on an accelerator bincount reads the
+    largest value back to the host (a sync per layer), histc with a fixed range does not."""
+    if z.device.type == "cpu":
+        zi = z.to(torch.int32).clamp_(0, top)  # NaN -> a negative int: clamped into bin 0
+        return torch.bincount(zi.flatten(), minlength=top + 1).to(torch.float64)
+    return torch.histc(z.clamp(max=top), bins=top + 1, min=-0.5,
+                       max=top + 0.5).to(torch.float64)
 
 
 def _images(x: Any) -> int:
@@ -196,9 +267,11 @@ class _Spikes:
     # spikingjelly's make none between a neuron and the layers reading it)
     version: int
     numel: int
+    levels: int  # the neuron's N: its z are 0 .. N
     keep: int = 0
     off: torch.Tensor | None = None
     maps: torch.Tensor | None = None
+    hist: torch.Tensor | None = None
 
     def holds(self, x: torch.Tensor) -> bool:
         """Whether x is the output's elements in the same order."""
@@ -222,6 +295,12 @@ def _add(acc: dict[str, torch.Tensor], name: str, values: torch.Tensor) -> None:
 def _per_step(module: nn.Module, out: torch.Tensor) -> int:
     lead = 2 if getattr(module, "step_mode", "s") == "m" and out.dim() > 2 else 1
     return math.prod(out.shape[lead:])
+
+
+def _steps_per_call(module: nn.Module, t: torch.Tensor) -> int:
+    # timesteps one call carries, as spikingjelly's profiler reads them: a multi-step module's
+    # leading dim, else 1
+    return int(t.shape[0]) if getattr(module, "step_mode", "s") == "m" and t.dim() > 1 else 1
 
 
 def _spatial_per_step(module: nn.Module, t: torch.Tensor) -> int:
@@ -266,11 +345,17 @@ class EnergyCounter:
         self.images = 0
         # layer -> host totals [output elements, input elements] of every call
         self._sizes: dict[str, list[float]] = {}
-        # layer -> device float64 sums over calls: maps [3, *spatial] of all spike-counted
-        # calls, the same of off-grid calls only, and the output elements of off-grid calls
+        # layer -> device float64 sums over calls: maps [4, *spatial] of all spike-counted
+        # calls, the same of off-grid calls only, the output elements of off-grid calls, and
+        # the input histogram of on-grid calls
         self._maps: dict[str, torch.Tensor] = {}
         self._maps_off: dict[str, torch.Tensor] = {}
         self._off_outputs: dict[str, torch.Tensor] = {}
+        self._hists: dict[str, torch.Tensor] = {}
+        self._levels_in: dict[str, int] = {}  # layer -> N_in, from its first call
+        # layer -> (input, output elements) of its largest call and that call's timesteps
+        self._calls: dict[str, tuple[int, int, int]] = {}
+        self._neuron_calls: dict[str, int] = {}  # neuron -> neurons per call per timestep
         self._neuron_updates: dict[str, int] = {}  # neuron -> host total of output elements
         self._neuron_acc: dict[str, torch.Tensor] = {}  # neuron -> device [non-zero, value]
         self._geometry: dict[str, tuple[int, int]] = {}  # layer -> (in, out) per image-step
@@ -290,6 +375,9 @@ class EnergyCounter:
                 return
             x = args[0].detach()
             self._geometry[name] = (_spatial_per_step(module, x), _spatial_per_step(module, out))
+            call = self._calls.get(name, (0, 0, 1))
+            self._calls[name] = (max(call[0], x.numel()), max(call[1], out.numel()),
+                                 _steps_per_call(module, x))
             sizes = self._sizes.setdefault(name, [0.0, 0.0])
             sizes[0] += out.numel()
             sizes[1] += x.numel()
@@ -298,17 +386,24 @@ class EnergyCounter:
             with torch.no_grad():
                 keep = _kept_dims(module)
                 seen = self._spikes.get(_where(x))
-                if seen is None or not seen.holds(x):
-                    off, maps = grid_maps(x, keep, self.scale)  # off the grid: analog
+                if seen is None or not seen.holds(x):  # a sum, or off the grid: analog
+                    levels = self._levels_in.setdefault(name, self.levels or 1)
+                    off, maps, hist = grid_maps(x, keep, self.scale, levels)
                 else:  # a neuron's output: reduced by the first layer that read it
+                    levels = self._levels_in.setdefault(name, seen.levels)
                     if seen.maps is None or seen.keep != keep \
                             or seen.maps.shape[1:] != x.shape[x.dim() - keep:]:
-                        seen.off, seen.maps = grid_maps(x, keep, self.scale)
+                        seen.off, seen.maps, seen.hist = grid_maps(
+                            x, keep, self.scale, seen.levels, True)
                         seen.keep = keep
-                    off, maps = seen.off, seen.maps
+                    off, maps, hist = seen.off, seen.maps, seen.hist
+                if hist.numel() != HIST_SPAN * levels + 2:  # N_in changed: keep the first's
+                    hist = _histogram(torch.round(x.float().abs() * self.scale),
+                                      HIST_SPAN * levels + 1)
                 _add(self._maps, name, maps)
                 _add(self._maps_off, name, maps * off)
                 _add(self._off_outputs, name, off * out.numel())
+                _add(self._hists, name, hist * (1 - off))
         return hook
 
     def _neuron_hook(self, name: str):
@@ -324,34 +419,40 @@ class EnergyCounter:
                 _add(self._neuron_acc, name, torch.stack([
                     torch.count_nonzero(y).to(torch.float64), values.sum(dtype=torch.float64)]))
             if self.spiking:
-                self._spikes[_where(out)] = _Spikes(weakref.ref(out), _version(out), out.numel())
+                self._spikes[_where(out)] = _Spikes(weakref.ref(out), _version(out), out.numel(),
+                                                    self._points[name].N)
             self._neuron_updates[name] = self._neuron_updates.get(name, 0) + out.numel()
             self._neuron_geometry[name] = _per_step(module, out)
+            self._neuron_calls[name] = max(self._neuron_calls.get(name, 0),
+                                           out.numel() // _steps_per_call(module, out))
         return hook
 
     def _layer_values(self, name: str, device: torch.device) -> torch.Tensor:
         """The LAYER_SLOTS sums of a layer, float64 on the device (no host sync)."""
         module, (n_out, n_in) = self.layer_modules[name], self._sizes[name]
         if name not in self._maps:  # dense every call
-            return torch.tensor([0.0, n_out, n_in, 0, 0, 0, 0, 0, 0, 0], dtype=torch.float64,
-                                device=device)
+            values = [0.0] * len(LAYER_SLOTS)
+            values[1:3] = n_out, n_in
+            return torch.tensor(values, dtype=torch.float64, device=device)
         maps_off = self._maps_off[name]
         maps_on = self._maps[name] - maps_off
         events = maps_on.sum(tuple(range(1, maps_on.dim())))
-        exact_on = exact_synaptic_ops(module, maps_on)  # [non-zero, values, raw values]
+        exact_on = exact_synaptic_ops(module, maps_on)  # [non-zero, values, raw, packets]
         exact_off = exact_synaptic_ops(module, maps_off)
         off_out = self._off_outputs[name]
         return torch.stack([n_out - off_out, off_out, off_out * (n_in / n_out), events[0],
                             events[1], exact_on[0], exact_on[1], off_out, exact_off[0],
-                            exact_off[2]])
+                            exact_off[2], events[3], exact_on[3]])
 
     def counts(self) -> Counts:
         """Per-image counts of everything that ran since `reset()` (one host sync)."""
         layers = [n for n in self.layer_modules if n in self._sizes]
         neurons = [n for n in self.neuron_modules if n in self._neuron_acc]
         device = next((t.device for t in self._maps.values()), torch.device("cpu"))
+        hists = [n for n in layers if n in self._hists]
         parts = [self._layer_values(n, device) for n in layers] + [self._neuron_acc[n].to(device)
                                                                     for n in neurons]
+        parts += [self._hists[n].to(device) for n in hists]
         flat = torch.cat(parts).tolist() if parts else []  # one sync
         per = 1.0 / self.images if self.images else 0.0
         out = Counts(self.images, self.levels, self.spiking, 1)
@@ -362,16 +463,24 @@ class EnergyCounter:
                                               (self._neuron_updates[name], nonzero, value))))
             module, per_step = self.neuron_modules[name], self._neuron_geometry[name]
             leaky = hasattr(module, "tau") or hasattr(module, "decay")
-            out.neurons.append((NeuronShape(name, per_step, leaky, self._points[name].N),
-                                values))
+            out.neurons.append((NeuronShape(name, per_step, leaky, self._points[name].N,
+                                            self._neuron_calls[name]), values))
             if per_step:
                 out.timesteps = max(out.timesteps, round(values["updates"] / per_step))
         for i, name in enumerate(layers):
             geo_in, geo_out = self._geometry[name]
-            shape = dataclasses.replace(self._shapes[name], in_per_step=geo_in,
-                                        out_per_step=geo_out)
+            in_call, out_call, steps = self._calls[name]
+            shape = dataclasses.replace(
+                self._shapes[name], in_per_step=geo_in, out_per_step=geo_out,
+                levels_in=self._levels_in.get(name, self.levels or 1), in_per_call=in_call,
+                out_per_call=out_call, steps_per_call=steps)
             slots = flat[i * len(LAYER_SLOTS):(i + 1) * len(LAYER_SLOTS)]
             out.layers.append((shape, dict(zip(LAYER_SLOTS, (v * per for v in slots)))))
+        at += 2 * len(neurons)
+        for name in hists:
+            size = self._hists[name].numel()
+            out.hists[name] = [v * per for v in flat[at:at + size]]
+            at += size
         return out
 
     def remove(self) -> None:

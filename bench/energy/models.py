@@ -11,72 +11,20 @@ registry is the only list of models.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bench import schema
-from bench.energy.costs import ARITHMETIC, MEM_BITS, OP_BITS, PRESETS, SRAM_LAWS, sram_pj
+from bench.energy.costs import ARITHMETIC, sram_pj
 from bench.energy.counting import Counts, LayerShape, NeuronShape
-from bench.errors import SettingError
+from bench.energy.settings import (EnergySettingError, EnergySettings,  # noqa: F401 (re-export)
+                                   choices, settings_with)
 from bench.registry import ENERGY_MODELS
 
 PJ_PER_UJ = 1e6
 TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
 BUFFERS = ("weights", "bias", "potentials", "inputs", "outputs")
-
-
-class EnergySettingError(SettingError):
-    """A bad energy setting; `key` names the EnergySettings field."""
-
-    template = "energy {key}: {detail}"
-
-
-@dataclass(frozen=True)
-class EnergySettings:
-    """Every choice an energy figure depends on; recorded beside every number it produces.
-
-    model: a registered energy model. counting: "event" (one event per non-zero spike count z,
-    as the lab's count_nonzero) or "value" (a spike of value k is k events). multilevel_op: how
-    one event of a multi-level (N > 1) spike is priced: "mac" (weight x integer) or "ac".
-    mem_bits / op_bits: memory element and arithmetic widths. sram: an SRAM law of
-    bench.energy.costs. fifo: entries of each layer's spike FIFO (input reads, spike writes).
-    static_input_once: a static image repeated over T costs its first layer once.
-    Conventions where the lab and spikingjelly's profiler differ (lab defaults):
-    fanout: "lab" (synaptic ops = events x C_out x prod(ceil(k/s)); weight reads and potential
-    accesses = events x C_out x prod(k)) or "exact" (all three = the exact receptive-field count);
-    bias_adds: "always" (one add per output per timestep, the lab) or "if_bias" (spikingjelly);
-    param_buffer: "split" (weights and bias in buffers of their own, the lab) or "shared";
-    dense_fc_addressing: "product" (N_in x N_out adds, the lab) or "sum" (N_in + N_out).
-    preset: arithmetic of the `simple` model only (horowitz45 | snn_convention).
-    """
-
-    model: str = "lemaire"
-    counting: str = "event"
-    multilevel_op: str = "mac"
-    mem_bits: int = 32
-    op_bits: int = 32
-    sram: str = "qualia"
-    fifo: int = 1000
-    static_input_once: bool = True
-    fanout: str = "lab"
-    bias_adds: str = "always"
-    param_buffer: str = "split"
-    dense_fc_addressing: str = "product"
-    preset: str = "horowitz45"
-
-    def __post_init__(self) -> None:
-        for key, allowed in choices().items():
-            value = getattr(self, key)
-            if value not in allowed:
-                names = ", ".join(str(a) for a in allowed)
-                raise EnergySettingError(key, f"{value!r} is unknown; allowed: {names}")
-        if isinstance(self.fifo, bool) or not isinstance(self.fifo, int) or self.fifo < 1:
-            raise EnergySettingError("fifo", f"{self.fifo!r} must be an integer >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -89,6 +37,7 @@ class EnergyReport:
     breakdown_uj: dict[str, float]
     counts: dict[str, dict[str, float]]  # layer -> count name -> per image
     layer_uj: dict[str, float] = field(default_factory=dict)
+    measured: Counts | None = None  # what was priced (bench.energy.reprice prices it again)
 
     def totals(self) -> dict[str, float]:
         """Each count summed over layers (per image)."""
@@ -106,23 +55,20 @@ class EnergyReport:
                 schema.ENERGY_BREAKDOWN_UJ: dict(self.breakdown_uj),
                 "ops_per_image": self.totals(),
                 "per_layer": [{"layer": name, **counts, "uj": self.layer_uj.get(name, 0.0)}
-                              for name, counts in self.counts.items()]}
+                              for name, counts in self.counts.items()],
+                schema.ENERGY_MEASURED: None if self.measured is None
+                else self.measured.to_record()}
 
 
 MODELS = ENERGY_MODELS  # name -> function (Counts, EnergySettings) -> EnergyReport
 
 
-def choices() -> dict[str, tuple]:
-    return {"model": tuple(MODELS.names()), "counting": ("event", "value"),
-            "multilevel_op": ("mac", "ac"), "mem_bits": MEM_BITS, "op_bits": OP_BITS,
-            "sram": tuple(SRAM_LAWS), "static_input_once": (True, False),
-            "fanout": ("lab", "exact"), "bias_adds": ("always", "if_bias"),
-            "param_buffer": ("split", "shared"), "dense_fc_addressing": ("product", "sum"),
-            "preset": tuple(PRESETS)}
 
 
 def price(counts: Counts, settings: EnergySettings) -> EnergyReport:
-    return MODELS.get(settings.model)(counts, settings)
+    report = MODELS.get(settings.model)(counts, settings)
+    report.measured = counts
+    return report
 
 
 # ---------------------------------------------------------------------------- lemaire
@@ -149,11 +95,24 @@ class _Ledger:
         self.pj[buffer] += n * sram_pj(self.s.sram, capacity, self.s.mem_bits)
 
 
+def _input_events(s: EnergySettings, c: dict[str, float], levels: int) -> tuple[float, float]:
+    """(events, exact synaptic ops) of a spike input under the counting setting."""
+    if s.counting == "packet":  # ceil(z / N_in): binary by value, z <= N one, a sum above N more
+        return c["events_packet"], c["exact_packet"]
+    if s.counting == "value" or levels == 1:  # the lab counts binary SEW sums by value
+        return c["events_value"], c["exact_value"]
+    return c["events_nonzero"], c["exact_nonzero"]
+
+
+def _capacity(s: EnergySettings, per_step: int, per_call: int) -> int:
+    """Elements of a buffer sized by a tensor: one image and timestep (the lab), or one forward
+    call, batch and its timesteps included (spikingjelly's profiler)."""
+    return per_call if s.buffers == "call" else per_step
+
+
 def _spike_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Counts) -> None:
     s = led.s
-    by_value = s.counting == "value" or counts.levels == 1  # the lab counts SEW sums by value
-    events = c["events_value"] if by_value else c["events_nonzero"]
-    exact = c["exact_value"] if by_value else c["exact_nonzero"]
+    events, exact = _input_events(s, c, counts.levels)
     if s.fanout == "lab":
         synops = events * l.fanout_channels * l.kernel_ceil
         memory = events * l.fanout_channels * l.kernel
@@ -176,7 +135,8 @@ def _spike_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Counts
     led.access("weights", memory, _weight_capacity(l, s))
     if l.bias:
         led.access("bias", outputs, _bias_capacity(l, s))
-    led.access("potentials", 2 * memory, l.out_per_step)
+    led.access("potentials", 2 * memory,
+               _capacity(s, l.out_per_step, l.out_per_call // max(l.steps_per_call, 1)))
     led.access("inputs", events, s.fifo)
 
 
@@ -192,8 +152,9 @@ def _analog_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Count
     led.macs(macs)
     if s.bias_adds == "always" or l.bias:
         led.adds(outputs)
-    if l.kind == "conv":
-        led.adds(steps * (l.in_per_step + l.out_per_step + l.out_channels * l.kernel),
+    if l.kind == "conv":  # each input and output located; the kernel walked once per pass
+        passes = inputs / l.in_per_call if s.buffers == "call" and l.in_per_call else steps
+        led.adds(steps * (l.in_per_step + l.out_per_step) + passes * l.out_channels * l.kernel,
                  "addressing")
     elif s.dense_fc_addressing == "product":
         led.adds(steps * l.fan_in * l.out_channels, "addressing")
@@ -202,9 +163,10 @@ def _analog_part(led: _Ledger, l: LayerShape, c: dict[str, float], counts: Count
     led.access("weights", macs, _weight_capacity(l, s))
     if l.bias:
         led.access("bias", outputs, _bias_capacity(l, s))
-    led.access("inputs", macs if l.kind == "conv" else inputs, l.in_per_step)
+    led.access("inputs", macs if l.kind == "conv" else inputs,
+               _capacity(s, l.in_per_step, l.in_per_call))
     if not counts.spiking:  # an ANN writes every activation; an SNN's neurons write spikes
-        led.access("outputs", outputs, l.out_per_step)
+        led.access("outputs", outputs, _capacity(s, l.out_per_step, l.out_per_call))
 
 
 def _weight_capacity(l: LayerShape, s: EnergySettings) -> int:
@@ -216,13 +178,14 @@ def _bias_capacity(l: LayerShape, s: EnergySettings) -> int:
 
 
 def _neuron_part(led: _Ledger, n: NeuronShape, c: dict[str, float]) -> None:
+    # a neuron emits z = 0 .. N: one packet per non-zero z, as one event
     spikes = c["spikes_value"] if led.s.counting == "value" else c["spikes_nonzero"]
     led.counts.update(updates=c["updates"], output_events=spikes,
                       output_spike_values=c["spikes_value"])
     led.adds(spikes)  # one reset per emitted spike event
     if n.leaky:
         led.macs(c["updates"])
-    led.access("potentials", 2 * c["updates"], n.per_step)
+    led.access("potentials", 2 * c["updates"], _capacity(led.s, n.per_step, n.per_call))
     led.access("outputs", spikes, led.s.fifo)
 
 

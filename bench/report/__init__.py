@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench import schema
 from bench.errors import BenchError
-from bench.report import plots
+from bench.report import plots, tradeoff
 from bench.report.header import header_lines
 from bench.report.index import Page
 from bench.report.load import (Records, group_keys, load_records, parse_baseline,
@@ -234,6 +234,7 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
         ("energy", lambda: plots.energy_figure(energy_rows),
          f"Energy per test image: (a) total, (b) the energy model's terms as shares of the "
          f"total; {plots.categories_text(energy_rows)}; mean over seeds. {energy_note}"),
+        ("tradeoff", lambda: tradeoff.tradeoff_figure(agg), tradeoff.caption(agg, len(done))),
     ]
     return render_figures(specs, out, page, paper)
 

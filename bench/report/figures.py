@@ -19,18 +19,20 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-import scipy.stats  # a scikit-learn dependency
 
 from bench import schema
 from bench.errors import BenchError
 from bench.registry import DATASETS
-from bench.report import Prepared, plots, prepare, render_figures
+from bench.report import Prepared, plots, prepare, render_figures, sensitivity, tradeoff
 from bench.report.header import build_time
 from bench.report.index import Page
 from bench.report.load import load_records, run_dirs
+from bench.report.sensitivity import Pricing, default_pricing
 from bench.report.paper import ACC_TOLERANCE_PP, PAPER, REPORTED, SOURCE_UNVERIFIED, Reported
 from bench.report.tables import (Table, add_labels, ann_of, display_arch, energy_settings_note,
-                                 fmt_number)
+                                 fmt_mean_std, fmt_number, sum_rows)
+from bench.report.verdicts import (FAILS, HOLDS, INCONCLUSIVE, NA, Effect, effect, interval_text,
+                                   judge)
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
 
@@ -69,7 +71,8 @@ class Where:
 
 @dataclass
 class Claim:
-    """One row of claims.md: the paper's number beside ours and the verdict on our runs."""
+    """One row of claims.md: the paper's number beside ours and two verdicts on our runs: the
+    DIRECTION of the effect and its SIZE against the paper's number or range (verdicts.py)."""
 
     figure: str
     claim: str  # the statement judged, e.g. "Sparse has fewer spikes at sum1 than SEW"
@@ -77,11 +80,12 @@ class Claim:
     paper: Reported
     ours: float = math.nan
     setting: Where = field(default_factory=Where)
-    # True/False: the direction holds/fails; a string: a verdict of its own (VERDICTS);
-    # None: our runs can't tell
-    holds: bool | str | None = None
-    evidence: str = ""  # our numbers behind the verdict
+    # a verdict (VERDICTS); True/False: a decisive check holds/fails; None: our runs can't tell
+    direction: bool | str | None = None
+    evidence: str = ""  # our numbers behind the verdicts
     energy: bool = False  # an energy row: its energy settings are named
+    size: str = NA
+    accuracy: str = ""  # energy rows: each compared group's test accuracy
 
     def row(self) -> dict:
         same = self.setting.same_dataset(self.paper.dataset)
@@ -94,12 +98,13 @@ class Claim:
         else:
             compared = (f"not subtracted: our {', '.join(self.setting.datasets) or 'runs'} vs "
                         f"the paper's {self.paper.dataset}; compare directions")
-        holds = self.holds
+        direction, size = self.direction, self.size
         energy = self.setting.energy if self.energy else ""
         if self.energy and self.setting.mixed_energy:
-            holds, energy = "n/a", f"differ between the compared groups: {energy}"
-        if not isinstance(holds, str):
-            holds = {True: "holds", False: "fails", None: "n/a"}[holds]
+            direction = size = NA
+            energy = f"differ between the compared groups: {energy}"
+        if not isinstance(direction, str):
+            direction = {True: HOLDS, False: FAILS, None: NA}[direction]
         return {"figure": self.figure, "claim": self.claim, "quantity": self.quantity,
                 "paper": self.paper.text, "paper_dataset": self.paper.dataset,
                 "paper_setting": self.paper.setting, "source": self.paper.source,
@@ -107,15 +112,16 @@ class Claim:
                 "our_dataset": ", ".join(self.setting.datasets), "epochs": self.setting.epochs,
                 "runs": self.setting.runs, "our_setting": self.setting.text,
                 "energy_settings": energy, "ours_minus_paper": diff, "compared": compared,
-                "holds": holds, "evidence": self.evidence}
+                "direction": direction, "size": size, "accuracy": self.accuracy,
+                "evidence": self.evidence}
 
 
 # units in which our number and the paper's are the same kind of quantity
 _COMPARABLE = ("%", "pp", "spikes / image", "x", "mJ / image")
-VERDICTS = ("holds", "fails", "inconclusive", "n/a")
 CLAIM_COLUMNS = ["figure", "claim", "quantity", "paper", "paper_dataset", "paper_setting",
                  "source", "ours", "unit", "our_dataset", "epochs", "runs", "our_setting",
-                 "energy_settings", "ours_minus_paper", "compared", "holds", "evidence"]
+                 "energy_settings", "ours_minus_paper", "compared", "direction", "size",
+                 "accuracy", "evidence"]
 
 
 def claims_table(claims: list[Claim], name: str = "claims") -> Table:
@@ -131,20 +137,27 @@ def claims_table(claims: list[Claim], name: str = "claims") -> Table:
                          else "not compared" if c.startswith("not") else "n/a"
                          for v, u, c in zip(numeric["ours_minus_paper"], numeric["unit"],
                                             numeric["compared"])],
-        "verdict": numeric["holds"], "our numbers": numeric["evidence"]})
+        "direction": numeric["direction"], "size": numeric["size"],
+        "our numbers": numeric["evidence"]})
     if numeric["energy_settings"].astype(bool).any():
         display.insert(display.columns.get_loc("ours − paper"), "energy settings",
                        numeric["energy_settings"].replace("", "–"))
+    if numeric["accuracy"].astype(bool).any():
+        display.insert(display.columns.get_loc("direction"), "accuracy of the groups",
+                       numeric["accuracy"].replace("", "–"))
     display = display.astype(str)
-    bold = display.apply(lambda col: col.eq("fails") if col.name == "verdict"
+    bold = display.apply(lambda col: col.eq(FAILS) if col.name in ("direction", "size")
                          else pd.Series(False, index=col.index))
     sentence = (f"{len(claims)} claim rows: the paper's number ({PAPER}; third-party VGG16 "
                 f"numbers marked unverified) beside ours, with our data set, epochs and runs. "
                 f"Ours − paper only where the quantity and the data set are the same, else "
-                f"'not compared' (compare the directions). Verdict on our runs: holds / fails "
-                f"(in bold); a 'within X' claim is judged on the 95 % interval of the gap over "
-                f"seeds and is 'inconclusive' when that interval covers both answers; energy "
-                f"rows name their energy settings.")
+                f"'not compared'. Two verdicts on our runs, each from the 95 % interval of our "
+                f"effect over seeds: direction (holds when the interval excludes no effect on "
+                f"the claimed side, fails on the other side) and size (holds when the interval "
+                f"lies inside the paper's range, fails when it misses it); 'inconclusive' "
+                f"otherwise, with the seeds per group that would decide it; fails in bold. "
+                f"Energy rows name their energy settings and the accuracy of each compared "
+                f"group.")
     return Table(name, numeric, display, bold, sentence)
 
 
@@ -208,43 +221,31 @@ def setting(*rows: pd.Series | None, facet: str = "") -> Where:
                  energy=" | ".join(distinct), mixed_energy=len(distinct) > 1)
 
 
-def within(a: pd.Series | None, b: pd.Series | None, col: str, tol: float,
-           one_sided: bool = False) -> tuple[float, str, str]:
-    """Is mean(a) - mean(b) within +-tol (one-sided: >= -tol)? Judged on the gap's 95 %
-    interval over seeds (Welch): 'holds' if the whole interval is inside, 'fails' if it lies
-    wholly outside, else 'inconclusive'; with one run in a group there is no spread to judge
-    on, so 'inconclusive'. Returns (gap, verdict, evidence)."""
-    gap = mean(a, col) - mean(b, col)
-    if not np.isfinite(gap):
-        return gap, "n/a", "needs both groups"
-    na, nb = int(a["runs"]), int(b["runs"])
-    sa, sb = float(a[f"{col}_std"]), float(b[f"{col}_std"])
-    if na < 2 or nb < 2 or not (np.isfinite(sa) and np.isfinite(sb)):
-        return gap, "inconclusive", (f"gap {gap:+.2f} pp from {na} + {nb} runs: no seed "
-                                     f"spread to judge it on (run more seeds)")
-    va, vb = sa ** 2 / na, sb ** 2 / nb
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va ** 2 / (na - 1)) + (vb ** 2 / (nb - 1))) if se > 0 else na + nb - 2
-    half = float(scipy.stats.t.ppf(0.975, df)) * se
-    lo, hi = gap - half, gap + half
-    if one_sided:
-        verdict_ = "holds" if lo >= -tol else "fails" if hi < -tol else "inconclusive"
-    else:
-        verdict_ = ("holds" if -tol <= lo and hi <= tol else
-                    "fails" if hi < -tol or lo > tol else "inconclusive")
-    return gap, verdict_, (f"gap {gap:+.2f} pp, 95 % interval [{lo:+.2f}, {hi:+.2f}] pp over "
-                           f"{na} + {nb} seeds (std {sa:.2f} and {sb:.2f} pp)")
-
-
 def pct_change(new: float, old: float) -> float:
     return 100.0 * (new - old) / old if old else math.nan
 
 
-def verdict(ok: bool, *values: float) -> bool | None:
+def decisive(ok: bool, *values: float) -> bool | None:
+    """A deterministic check (no spread to judge): True/False, None when a value is missing."""
     return None if any(not np.isfinite(v) for v in values) else bool(ok)
 
 
 # ----------------------------------------------------------------------------- figures
+
+@dataclass
+class EnergyCompare:
+    """One energy claim's comparison, kept so the sensitivity matrix can re-judge it under
+    other energy settings: group a against group b on `scale`, the claimed side and range."""
+
+    quantity: str
+    facet: str
+    a: pd.Series
+    b: pd.Series
+    scale: str
+    side: str
+    low: float | None
+    high: float | None
+
 
 @dataclass
 class Context:
@@ -252,6 +253,39 @@ class Context:
     out: Path
     page: Page
     claims: list[Claim] = field(default_factory=list)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every study's done, by uid
+    energy: list[EnergyCompare] = field(default_factory=list)
+
+
+def samples(ctx: Context, row: pd.Series | None, col: str) -> tuple[list[float], list | None]:
+    """The per-run values of a group (its completed runs) and their seeds."""
+    if row is None or col not in ctx.runs.columns:
+        return [], None
+    runs = ctx.runs.loc[list(row["uids"])]
+    keep = runs[col].astype(float).notna()
+    seeds = list(runs.loc[keep, "seed"]) if "seed" in runs.columns else None
+    return list(runs.loc[keep, col].astype(float)), seeds
+
+
+def compare(ctx: Context, a: pd.Series | None, b: pd.Series | None, col: str,
+            scale: str) -> Effect:
+    """Group a against group b on `col`, over their seeds (verdicts.effect)."""
+    (xa, sa), (xb, sb) = samples(ctx, a, col), samples(ctx, b, col)
+    return effect(xa, xb, scale, sa, sb)
+
+
+def accuracies(*rows: pd.Series | None) -> str:
+    """'Sparse-ResNet18 92.00 ± 1.00 %; SEW-ResNet18 92.00 ± 2.00 %': beside an energy row, so
+    that less energy bought with less accuracy shows."""
+    return "; ".join(f"{r['label']} {fmt_mean_std(float(r['test_acc_pct_mean']), float(r['test_acc_pct_std']))} %"
+                     for r in rows if r is not None)
+
+
+def energy_compare(ctx: Context, spec: EnergyCompare) -> tuple[str, str, str]:
+    """Judge an energy claim at the recorded energy and keep it for the sensitivity matrix."""
+    ctx.energy.append(spec)
+    eff = compare(ctx, spec.a, spec.b, schema.ENERGY_UJ_PER_IMAGE, spec.scale)
+    return judge(eff, spec.side, spec.low, spec.high)
 
 
 @dataclass(frozen=True)
@@ -283,17 +317,20 @@ def _levels_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
     where_ = setting(multi, binary, facet=facet)
     text = f"[T=1, N=4] matches [T=4, N=1] (within {ACC_TOLERANCE_PP} pp)"
     if multi is None or binary is None:
-        gap, holds, evidence = math.nan, None, "needs [T=1,N=4] and [T=4,N=1]"
+        gap, size, evidence = math.nan, NA, "needs [T=1,N=4] and [T=4,N=1]"
     else:
-        gap, holds, evidence = within(multi, binary, "test_acc_pct", ACC_TOLERANCE_PP)
-        evidence = f"{a:.2f} % vs {b:.2f} %; {evidence}"
+        eff = compare(ctx, multi, binary, "test_acc_pct", "difference")
+        gap = a - b
+        _, size, evidence = judge(eff, None, -ACC_TOLERANCE_PP, ACC_TOLERANCE_PP)
+        evidence = f"{a:.2f} % vs {b:.2f} %; gap {evidence}"
+    # a "within" claim has no direction: only its size is judged
     ctx.claims += [
         Claim("levels", text, "accuracy [T=1, N=4] (%)", REPORTED["levels_acc_t1n4"], a,
-              setting(multi, facet=facet), holds, evidence),
+              setting(multi, facet=facet), NA, evidence, size=size),
         Claim("levels", text, "accuracy [T=4, N=1] (%)", REPORTED["levels_acc_t4n1"], b,
-              setting(binary, facet=facet), holds, evidence),
-        Claim("levels", text, "accuracy gap (pp)", REPORTED["levels_gap"], gap, where_, holds,
-              evidence)]
+              setting(binary, facet=facet), NA, evidence, size=size),
+        Claim("levels", text, "accuracy gap (pp)", REPORTED["levels_gap"], gap, where_, NA,
+              evidence, size=size)]
 
 
 def _energy_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
@@ -301,19 +338,21 @@ def _energy_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
     paper: 2-3x less energy, depending on N)."""
     binary = where(d, T=4, N=1)
     e_bi = mean(binary, schema.ENERGY_UJ_PER_IMAGE)
+    paper = REPORTED["energy_vs_binary"]
     for k in sorted(int(n) for n in d["N"].unique() if n > 1):
         ml = where(d, T=1, N=k)
         e_ml = mean(ml, schema.ENERGY_UJ_PER_IMAGE)
         ratio = e_bi / e_ml if e_ml else math.nan
         if not np.isfinite(ratio):
             continue
-        inside = "inside" if 2 <= ratio <= 3 else "outside"
+        quantity = f"energy [T=4, N=1] / [T=1, N={k}] (x)"
+        direction, size, evidence = energy_compare(ctx, EnergyCompare(
+            quantity, facet, binary, ml, "ratio", ">", paper.low, paper.high))
         ctx.claims.append(Claim(
-            "energy", "multi-level at T=1 uses less energy than binary at T=4",
-            f"energy [T=4, N=1] / [T=1, N={k}] (x)", REPORTED["energy_vs_binary"], ratio,
-            setting(ml, binary, facet=facet), verdict(ratio > 1, ratio),
-            f"{fmt_number(e_bi)} vs {fmt_number(e_ml)} µJ per image ({inside} the paper's 2-3x)",
-            energy=True))
+            "energy", "multi-level at T=1 uses less energy than binary at T=4", quantity, paper,
+            ratio, setting(ml, binary, facet=facet), direction,
+            f"{fmt_number(e_bi)} vs {fmt_number(e_ml)} µJ per image; ratio {evidence}",
+            energy=True, size=size, accuracy=accuracies(binary, ml)))
 
 
 def _ann_claims(ctx: Context, snn: pd.DataFrame, ann: pd.DataFrame) -> None:
@@ -331,11 +370,15 @@ def _ann_claims(ctx: Context, snn: pd.DataFrame, ann: pd.DataFrame) -> None:
             ratio = e_ann / e_snn if e_snn else math.nan
             if not np.isfinite(ratio):
                 continue
+            paper = REPORTED[key]
+            quantity = f"energy {display_arch(a['arch'])} / {display_arch(arch)} [T={T}, N={N}] (x)"
+            direction, size, evidence = energy_compare(ctx, EnergyCompare(
+                quantity, str(dataset), a, row, "ratio", ">", paper.value, paper.value))
             ctx.claims.append(Claim(
                 "energy", "an SNN uses less energy than the ANN of the same architecture",
-                f"energy {display_arch(a['arch'])} / {display_arch(arch)} [T={T}, N={N}] (x)",
-                REPORTED[key], ratio, setting(a, row), verdict(ratio > 1, ratio),
-                f"{fmt_number(e_ann)} vs {fmt_number(e_snn)} µJ per image", energy=True))
+                quantity, paper, ratio, setting(a, row), direction,
+                f"{fmt_number(e_ann)} vs {fmt_number(e_snn)} µJ per image; ratio {evidence}",
+                energy=True, size=size, accuracy=accuracies(a, row)))
 
 
 def _vgg16_rows(agg: pd.DataFrame, dataset: str, fallback: bool) -> tuple:
@@ -362,13 +405,23 @@ def _vgg16_claims(ctx: Context, agg: pd.DataFrame, energy: bool) -> None:
         return
     rows = _vgg16_rows(agg, "cifar10", fallback=True)
     e_bi, e_ml, e_ann = (mean(r, schema.ENERGY_UJ_PER_IMAGE) / 1000 for r in rows)  # uJ -> mJ
-    holds = verdict(e_ml < e_bi < e_ann, e_bi, e_ml, e_ann)
-    evidence = f"{e_ml:.3g} < {e_bi:.3g} < {e_ann:.3g} mJ" if holds else (
-        f"multi-level {e_ml:.3g}, binary {e_bi:.3g}, ANN {e_ann:.3g} mJ")
+    if not all(np.isfinite(v) for v in (e_bi, e_ml, e_ann)):
+        direction, evidence = NA, (f"multi-level {e_ml:.3g}, binary {e_bi:.3g}, ANN {e_ann:.3g} "
+                                   f"mJ: needs all three")
+    else:
+        # the order holds when both steps hold: binary / multi-level > 1 and ANN / binary > 1
+        steps = [judge(compare(ctx, hi, lo, schema.ENERGY_UJ_PER_IMAGE, "ratio"), ">", None,
+                       None) for hi, lo in ((rows[0], rows[1]), (rows[2], rows[0]))]
+        verdicts_ = [s[0] for s in steps]
+        direction = (FAILS if FAILS in verdicts_ else HOLDS if all(v == HOLDS for v in verdicts_)
+                     else INCONCLUSIVE)
+        evidence = (f"multi-level {e_ml:.3g}, binary {e_bi:.3g}, ANN {e_ann:.3g} mJ; binary / "
+                    f"multi-level {steps[0][2]}; ANN / binary {steps[1][2]}")
     for kind, row, e in zip(("binary", "multi", "ann"), rows, (e_bi, e_ml, e_ann)):
         ctx.claims.append(Claim("energy", "multi-level < binary < ANN energy (VGG16)",
                                 "energy (mJ / image)", REPORTED[f"vgg16_energy_{kind}"], e,
-                                setting(*rows), holds, evidence, energy=True))
+                                setting(*rows), direction, evidence, energy=True,
+                                accuracy=accuracies(*rows)))
 
 
 def _pair_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> None:
@@ -384,26 +437,49 @@ def _pair_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> N
             a, b = mean(sparse, col), mean(sew, col)
             change = pct_change(a, b)
             paper = REPORTED[key] if reported else REPORTED["depth"]
-            ctx.claims.append(Claim(figure, f"Sparse has lower {word} than SEW",
-                                    f"{word} change, {name} (%)", paper, change, where_,
-                                    verdict(change < 0, change),
-                                    f"{fmt_number(a)} vs {fmt_number(b)}",
-                                    energy=word == "energy"))
+            quantity = f"{word} change, {name} (%)"
+            spec = EnergyCompare(quantity, facet, sparse, sew, "change", "<", paper.low,
+                                 paper.high)
+            if word == "energy":
+                direction, size, evidence = energy_compare(ctx, spec)
+            else:
+                direction, size, evidence = judge(compare(ctx, sparse, sew, col, "change"), "<",
+                                                  paper.low, paper.high)
+            ctx.claims.append(Claim(figure, f"Sparse has lower {word} than SEW", quantity, paper,
+                                    change, where_, direction,
+                                    f"{fmt_number(a)} vs {fmt_number(b)}; change {evidence}",
+                                    energy=word == "energy", size=size,
+                                    accuracy=accuracies(sparse, sew) if word == "energy" else ""))
         a, b = mean(sparse, "test_acc_pct"), mean(sew, "test_acc_pct")
-        gap, holds, evidence = within(sparse, sew, "test_acc_pct", ACC_TOLERANCE_PP)
+        _, size, evidence = judge(compare(ctx, sparse, sew, "test_acc_pct", "difference"), None,
+                                  -ACC_TOLERANCE_PP, ACC_TOLERANCE_PP)
         ctx.claims.append(Claim(
             figure, f"Sparse accuracy within {ACC_TOLERANCE_PP} pp of SEW",
             f"accuracy difference, {name} (pp)", REPORTED["acc_gap"] if reported else
-            REPORTED["depth"], gap, where_, holds, f"{a:.2f} % vs {b:.2f} %; {evidence}"))
+            REPORTED["depth"], a - b, where_, NA, f"{a:.2f} % vs {b:.2f} %; gap {evidence}",
+            size=size))
         spiking = arch_row(d, "spiking_")
         if spiking is not None and reported:
-            a, b = (mean(r, schema.SPIKES_TOTAL_PER_IMAGE) for r in (sparse, spiking))
-            change = pct_change(a, b)
+            col = schema.SPIKES_TOTAL_PER_IMAGE
+            a, b = (mean(r, col) for r in (sparse, spiking))
+            paper = REPORTED["activity_vs_spiking"]
+            direction, size, evidence = judge(compare(ctx, sparse, spiking, col, "change"), "<",
+                                              paper.low, paper.high)
             ctx.claims.append(Claim(
                 figure, "Sparse has >20 % less activity than Spiking-ResNet",
-                f"activity change, {name.split(' vs ')[0]} vs Spiking-ResNet (%)",
-                REPORTED["activity_vs_spiking"], change, setting(sparse, spiking, facet=facet),
-                verdict(change < -20, change), f"{fmt_number(a)} vs {fmt_number(b)}"))
+                f"activity change, {name.split(' vs ')[0]} vs Spiking-ResNet (%)", paper,
+                pct_change(a, b), setting(sparse, spiking, facet=facet), direction,
+                f"{fmt_number(a)} vs {fmt_number(b)}; change {evidence}", size=size))
+
+
+def _sum1(ctx: Context, prep: Prepared, row: pd.Series) -> tuple[list[float], list | None]:
+    """Per-run spikes per image at sum1 of a group, and the runs' seeds."""
+    rows = sum_rows(prep.records.layers, prep.done)
+    rows = rows[(rows["k"] == 1) & rows["uid"].isin(list(row["uids"]))]
+    by_uid = rows.groupby("uid")["spikes_per_image"].first()
+    seeds = (list(ctx.runs.loc[list(by_uid.index), "seed"]) if "seed" in ctx.runs.columns
+             else None)
+    return list(by_uid.astype(float)), seeds
 
 
 def _sum_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> None:
@@ -421,26 +497,43 @@ def _sum_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> No
         a, b = (float(s1[r["label"]]["spikes"].iloc[0]) if len(s1[r["label"]]) else math.nan
                 for r in (sew, sparse))
         if reported:
-            holds = verdict(b < a, a, b)
-            evidence = f"{fmt_number(b)} {'<' if b < a else '>='} {fmt_number(a)} (Sparse vs SEW)"
+            paper = REPORTED["sum1_change"]
+            (xb, kb), (xa, ka) = _sum1(ctx, prep, sparse), _sum1(ctx, prep, sew)
+            direction, size, interval = judge(effect(xb, xa, "change", kb, ka), "<",
+                                              paper.value, paper.value)
+            evidence = (f"{fmt_number(b)} vs {fmt_number(a)} (Sparse vs SEW); change "
+                        f"{interval}")
             ctx.claims += [
                 Claim(figure, "Sparse has fewer spikes at sum1 than SEW", "spikes at sum1, SEW",
-                      REPORTED["sum1_sew"], a, setting(sew, facet=facet), holds, evidence),
+                      REPORTED["sum1_sew"], a, setting(sew, facet=facet), direction, evidence,
+                      size=NA),  # counts on another data set: the size is the change's
                 Claim(figure, "Sparse has fewer spikes at sum1 than SEW",
                       "spikes at sum1, Sparse", REPORTED["sum1_sparse"], b,
-                      setting(sparse, facet=facet), holds, evidence),
+                      setting(sparse, facet=facet), direction, evidence, size=NA),
                 Claim(figure, "Sparse has fewer spikes at sum1 than SEW",
-                      "change at sum1, Sparse vs SEW (%)", REPORTED["sum1_change"],
-                      pct_change(b, a), where_, holds, evidence)]
-        mx = {r["label"]: sums[sums["label"] == r["label"]] for r in (sew, sparse)}
-        sew_max = float(mx[sew["label"]]["max_spike"].max())
-        sparse_max = float(mx[sparse["label"]]["max_spike"].max())
-        n = float(mx[sparse["label"]]["levels"].max())
-        ctx.claims.append(Claim(
-            figure, "SEW sums exceed one neuron's N (avalanche); Sparse barriers never do",
-            "largest spike at a residual sum, SEW", REPORTED["avalanche" if reported else "depth"],
-            sew_max, where_, verdict(sew_max > n and sparse_max <= n, sew_max, sparse_max, n),
-            f"SEW max z {sew_max:g}, Sparse max z {sparse_max:g}, N={n:g}"))
+                      "change at sum1, Sparse vs SEW (%)", paper, pct_change(b, a), where_,
+                      direction, evidence, size=size)]
+        _bound_claims(ctx, figure, sums, sew, sparse, where_, reported)
+
+
+def _bound_claims(ctx: Context, figure: str, sums: pd.DataFrame, sew: pd.Series,
+                  sparse: pd.Series, where_: Where, reported: bool) -> None:
+    """The barrier bound: a deterministic check on the largest spike seen at any sum of any
+    run (no seed spread to weigh: one run over N decides)."""
+    mx = {r["label"]: sums[sums["label"] == r["label"]] for r in (sew, sparse)}
+    sew_max = float(mx[sew["label"]]["max_spike"].max())
+    sparse_max = float(mx[sparse["label"]]["max_spike"].max())
+    n = float(mx[sparse["label"]]["levels"].max())
+    paper = REPORTED["avalanche" if reported else "depth"]
+    text = (f"SEW max z {sew_max:g}, Sparse max z {sparse_max:g}, N={n:g} (largest spike at "
+            f"any sum of any run: a deterministic check)")
+    ctx.claims += [
+        Claim(figure, "SEW sums exceed one neuron's N (avalanche)",
+              "largest spike at a residual sum, SEW", paper, sew_max, where_,
+              decisive(sew_max > n, sew_max, n), text),
+        Claim(figure, "Sparse barriers never exceed N at any sum",
+              "largest spike at a residual sum, Sparse", paper, sparse_max, where_,
+              decisive(sparse_max <= n, sparse_max, n), text)]
 
 
 def _residual_sums(ctx: Context, study: str, reported: bool, what: str) -> list:
@@ -500,14 +593,46 @@ def _gradient_claims(ctx: Context, agg: pd.DataFrame, runs: pd.DataFrame, prep: 
            for k, r in rows.items()}
     where_ = setting(*rows.values())
     sew, sg, ste = val["SEW"], val["SG"], val["STE"]
+
+    def runs_of(key: str) -> tuple[list[float], list | None]:
+        r = rows[key]
+        if r is None or r["label"] not in norm.index:
+            return [], None
+        v = per_run.loc[r["label"]]
+        seeds = list(ctx.runs.loc[list(v.index), "seed"]) if "seed" in ctx.runs else None
+        return list(v.astype(float)), seeds
+
+    (x_sew, k_sew), (x_sg, k_sg), (x_ste, k_ste) = (runs_of(k) for k in ("SEW", "SG", "STE"))
+    sg_ste = effect(x_sg, x_ste, "ratio", k_sg, k_ste)
+    d_sg, _, e_sg = judge(sg_ste, "<", None, None)
+    closer, e_closer = _closer(effect(x_ste, x_sew, "ratio", k_ste, k_sew),
+                               effect(x_sg, x_sew, "ratio", k_sg, k_sew))
     ctx.claims += [
         Claim("gradient", f"Sparse+SG passes less gradient to {first} than Sparse+STE",
-              f"{first} gradient norm, Sparse+SG", REPORTED["gradient_sg"], sg, where_,
-              verdict(sg < ste, sg, ste), f"SG {sg:.3g} vs STE {ste:.3g}"),
+              f"{first} gradient norm, Sparse+SG", REPORTED["gradient_sg"], sg, where_, d_sg,
+              f"SG {sg:.3g} vs STE {ste:.3g}; SG / STE {e_sg}"),
         Claim("gradient", "Sparse+STE is closer to SEW than Sparse+SG (log ratio)",
               f"{first} gradient norm, Sparse+STE", REPORTED["gradient_ste"], ste, where_,
-              verdict(abs(np.log(ste / sew)) < abs(np.log(sg / sew)), sew, sg, ste),
-              f"SEW {sew:.3g}, STE {ste:.3g}, SG {sg:.3g}")]
+              closer, f"SEW {sew:.3g}, STE {ste:.3g}, SG {sg:.3g}; {e_closer}")]
+
+
+def _closer(ste: Effect, sg: Effect) -> tuple[str, str]:
+    """Is STE's log ratio to SEW nearer 0 than SG's? Conservative: 'holds' when every value of
+    STE's interval is nearer 0 than every value of SG's, 'fails' the other way round."""
+    text = f"STE / SEW {interval_text(ste)}; SG / SEW {interval_text(sg)}"
+    if not (np.isfinite(ste.center) and np.isfinite(sg.center)):
+        return NA, text
+    if not (ste.ok and sg.ok):
+        return INCONCLUSIVE, text
+
+    def near(e: Effect) -> float:
+        return 0.0 if e.lo <= 0 <= e.hi else min(abs(e.lo), abs(e.hi))
+
+    def far(e: Effect) -> float:
+        return max(abs(e.lo), abs(e.hi))
+
+    verdict_ = HOLDS if far(ste) < near(sg) else FAILS if far(sg) < near(ste) else INCONCLUSIVE
+    return verdict_, text
 
 
 def _dvs(ctx: Context) -> list:
@@ -525,13 +650,16 @@ def _dvs(ctx: Context) -> list:
     bl = mean(bin_long, "test_acc_pct")
     t_long = float(bin_long["T"]) if bin_long is not None else math.nan
     n_best = f"N={_plain(best['N'])}" if best is not None else "N>1"
+    more, _, e_more = judge(compare(ctx, best, bin1, "test_acc_pct", "difference"), ">", None,
+                            None)
     ctx.claims += [
         Claim("dvs", "multi-level at T=1 is more accurate than binary at T=1",
               f"accuracy at T=1, {n_best} (%)", REPORTED["dvs_t1_acc"], a, setting(best, bin1),
-              verdict(a > b1, a, b1), f"{a:.2f} % vs {b1:.2f} % (binary T=1)"),
+              more, f"{a:.2f} % vs {b1:.2f} % (binary T=1); gap {e_more}"),
         Claim("dvs", f"T=1 multi-level within {ACC_TOLERANCE_PP} pp of (or above) binary at "
               f"T=10", "latency cut, T of binary / T=1 (x)", REPORTED["dvs_t1"], t_long,
-              setting(best, bin_long), *_dvs_within(best, bin_long, a, bl, t_long))]
+              setting(best, bin_long), NA,
+              **_dvs_within(ctx, best, bin_long, a, bl, t_long))]
     hline = {"test_acc_pct": (bl, f"binary T={_plain(t_long)}")} if np.isfinite(bl) else None
     shown = agg[agg["T"].astype(float) == 1]
     return [("dvs", lambda: plots.bars_figure(shown, [("test_acc_pct", "accuracy (%)")],
@@ -540,11 +668,15 @@ def _dvs(ctx: Context) -> list:
              f"{n_runs} completed runs.")]
 
 
-def _dvs_within(best, bin_long, a: float, bl: float, t_long: float) -> tuple[str, str]:
+def _dvs_within(ctx: Context, best, bin_long, a: float, bl: float,
+                t_long: float) -> dict[str, str]:
+    """One-sided 'within': the gap's interval must lie above -tolerance."""
     if best is None or bin_long is None:
-        return "n/a", "no binary run with T>1 (see the dvs sweep files)"
-    _, holds, evidence = within(best, bin_long, "test_acc_pct", ACC_TOLERANCE_PP, one_sided=True)
-    return holds, f"{a:.2f} % at T=1 vs {bl:.2f} % at T={_plain(t_long)}; {evidence}"
+        return {"size": NA, "evidence": "no binary run with T>1 (see the dvs sweep files)"}
+    _, size, evidence = judge(compare(ctx, best, bin_long, "test_acc_pct", "difference"), None,
+                              -ACC_TOLERANCE_PP, None)
+    return {"size": size,
+            "evidence": f"{a:.2f} % at T=1 vs {bl:.2f} % at T={_plain(t_long)}; gap {evidence}"}
 
 
 def _is_ann(agg: pd.DataFrame) -> pd.Series:
@@ -612,14 +744,18 @@ def load_studies(results: Path) -> tuple[dict[str, Prepared], dict[str, str]]:
         if prep.done.empty:
             why[name] = f"no completed run in {folder} ({len(prep.records.runs)} records)"
             continue
+        # each group's runs, so verdicts read the per-run values (not only mean and std)
+        uids = prep.done.groupby("label")["uid"].agg(tuple)
+        prep.agg["uids"] = prep.agg["label"].map(uids)
         found[name] = prep
     return found, why
 
 
 def build_figures(results: str | Path = "results", out: str | Path = "reports/paper",
-                  paper: bool = True) -> list[Path]:
+                  paper: bool = True, pricing: Pricing | None = None) -> list[Path]:
     """Regenerate every paper figure the present studies allow; list the others.
-    `paper=False` leaves out the paper-size PDFs (screen PNGs only)."""
+    `paper=False` leaves out the paper-size PDFs (screen PNGs only); `pricing` reprices runs
+    for the energy claims' sensitivity matrix (default: bench.energy's, where it exists)."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise BenchError(f"results folder not found: {results}")
@@ -627,7 +763,10 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
     out.mkdir(parents=True, exist_ok=True)
     page = Page("The paper's figures and claims, regenerated")
     _intro(page, studies, results)
-    ctx = Context(studies, out, page)
+    runs = [p.done for p in studies.values()]
+    ctx = Context(studies, out, page,
+                  runs=pd.concat(runs, ignore_index=True).set_index("uid") if runs
+                  else pd.DataFrame())
     files: list[Path] = []
     missing = []
     for fig in FIGURES:
@@ -641,6 +780,8 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
         if len(ctx.claims) > before:
             part = claims_table(ctx.claims[before:], f"claims_{fig.name}")
             page.table(part, [], out)
+    files += _tradeoffs(studies, out, page, paper)
+    files += _sensitivity(ctx, pricing or default_pricing())
     _missing(page, missing, why, studies)
     if ctx.claims:
         table = claims_table(ctx.claims)
@@ -651,6 +792,39 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
     else:
         page.text("No claim could be checked: no study with completed runs.")
     return files + page.write(out)
+
+
+def _tradeoffs(studies: dict[str, Prepared], out: Path, page: Page, paper: bool) -> list[Path]:
+    """Accuracy against energy for every study with two or more configurations."""
+    specs = [(f"tradeoff-{name}", lambda p=p: tradeoff.tradeoff_figure(p.agg),
+              tradeoff.caption(p.agg, len(p.done)))
+             for name, p in studies.items() if len(p.agg) >= 2]
+    if not specs:
+        return []
+    page.heading("Accuracy vs energy")
+    return render_figures(specs, out, page, paper)
+
+
+def _sensitivity(ctx: Context, pricing: Pricing | None) -> list[Path]:
+    """The energy claims judged again under each energy setting (bench.report.sensitivity)."""
+    if not ctx.energy:
+        return []
+    ctx.page.heading("Sensitivity of the energy claims")
+    if pricing is None:
+        ctx.page.text("No sensitivity matrix: this bench has no energy repricing "
+                      "(bench.energy.reprice).")
+        return []
+    try:
+        cells = sensitivity.matrix(ctx.energy, ctx.runs, pricing)
+    except sensitivity.CannotReprice as exc:
+        ctx.page.text(f"No sensitivity matrix: run {exc} keeps no counts to reprice (records "
+                      f"written before energy repricing existed); re-evaluate it (`bench eval`) "
+                      f"or re-run it.")
+        return []
+    table = sensitivity.table(cells)
+    written = table.write(ctx.out)
+    ctx.page.table(table, written, ctx.out)  # its caption ends with the all-hold sentence
+    return written
 
 
 def _intro(page: Page, studies: dict[str, Prepared], results: Path) -> None:

@@ -43,7 +43,7 @@ ALL_ENERGY_TERMS = ("arithmetic",) + ENERGY_TERMS
 OLD_MODEL = "simple (pre-0.2)"
 # config.json keys that describe the energy estimate (current, then pre-0.2 records)
 ENERGY_KEYS = ("energy_model", "energy_counting", "energy_multilevel_op", "energy_mem_bits",
-               "energy_sram", "energy_fifo", "energy_preset")
+               "energy_sram", "energy_fifo", "energy_buffers", "energy_preset")
 NO_SUMMARY = "no summary"  # the run row's status when its folder has no summary.json yet
 SUM_PROBE = re.compile(r"^sum(\d+)$")
 # layers.csv and grads.csv as rows of Records.layers / .grads (the split and epoch are chosen)
@@ -308,7 +308,8 @@ def energy_settings(energy: dict, config: dict) -> str | None:
                  f"multi-level spikes as {str(op).upper()}" if op is not None else None,
                  f"SRAM {source.get('sram')}",
                  f"{bits}-bit memory" if bits is not None else None,
-                 f"FIFO {fifo}" if fifo is not None else None]
+                 f"FIFO {fifo}" if fifo is not None else None,
+                 f"buffers per {source['buffers']}" if source.get("buffers") else None]
         return ", ".join(p for p in parts if p)
     # records before 0.2: the "simple" model, one 32-bit word per access, Horowitz SRAM on log size
     return (f"model {OLD_MODEL}, {source.get('counting')} counting, {source.get('preset')} "

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from bench import schema
 from bench.errors import BenchError
@@ -248,13 +249,33 @@ def fmt_mean_std(mean: float, std: float) -> str:
     return f"{fmt_number(mean, digits)} ± {fmt_number(std, digits)}"
 
 
-def best_mask(values: pd.Series, best: str) -> pd.Series:
-    """True where a row holds the column's best finite value (ties all bold)."""
-    finite = values[np.isfinite(values.astype(float))]
-    if finite.empty:
-        return pd.Series(False, index=values.index)
-    target = finite.max() if best == "max" else finite.min()
-    return values.astype(float) == target
+def best_mask(agg: pd.DataFrame, column: str, best: str) -> pd.Series:
+    """True on the row with the column's best mean, only when its 95 % interval separates it
+    from the runner-up (Welch's t on the two groups' mean, std and runs: p < 0.05 two-sided,
+    scipy.stats.ttest_ind_from_stats); a tie, a group with one run, or overlapping groups: no
+    bold (a best that seed noise could reverse is not a best)."""
+    none = pd.Series(False, index=agg.index)
+    means = agg[f"{column}_mean"].astype(float)
+    finite = means[np.isfinite(means)]
+    if len(finite) < 2:
+        return none
+    order = finite.sort_values(ascending=best == "min", kind="stable").index
+    first, second = agg.loc[order[0]], agg.loc[order[1]]
+    if not _separated(first, second, column):
+        return none
+    return pd.Series(agg.index == order[0], index=agg.index)
+
+
+def _separated(a: pd.Series, b: pd.Series, column: str) -> bool:
+    ma, mb = float(a[f"{column}_mean"]), float(b[f"{column}_mean"])
+    sa, sb = float(a[f"{column}_std"]), float(b[f"{column}_std"])
+    na, nb = int(a["runs"]), int(b["runs"])
+    if ma == mb or na < 2 or nb < 2 or not (np.isfinite(sa) and np.isfinite(sb)):
+        return False
+    if sa == 0 and sb == 0:  # no spread at all: different means are different
+        return True
+    p = scipy.stats.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=False).pvalue
+    return bool(p < 0.05)
 
 
 # Characters LaTeX's default UTF-8 input can't typeset in text mode (± and µ it can).
@@ -333,7 +354,7 @@ def summary_table(agg: pd.DataFrame, keys: list[str], n_runs: int,
     for m in METRICS:
         mean, std = agg[f"{m.column}_mean"], agg[f"{m.column}_std"]
         display[m.title] = [fmt_mean_std(a, b) for a, b in zip(mean, std)]
-        bold[m.title] = best_mask(mean, m.best)
+        bold[m.title] = best_mask(agg, m.column, m.best)
         numeric[f"{m.column}_mean"], numeric[f"{m.column}_std"] = mean, std
     if changed is not None:
         for col, title in (("d_acc_pp", "Δ accuracy (pp)"), ("d_spikes_pct", "Δ spikes (%)"),
@@ -350,7 +371,8 @@ def summary_table(agg: pd.DataFrame, keys: list[str], n_runs: int,
     sentence = (f"Test accuracy, total spikes per test image and energy per image of "
                 f"{groups} group{'s' if groups != 1 else ''} ({', '.join(keys)}), "
                 f"mean ± std over seeds, from {n_runs} completed run{'s' if n_runs != 1 else ''}"
-                f"; best value of each column in bold"
+                f"; the best mean of a column in bold where its 95 % interval (Welch) "
+                f"separates it from the runner-up"
                 + ("; Δ columns are relative to the baseline row." if changed is not None
                    else "."))
     return Table("summary", numeric.reset_index(drop=True), display.reset_index(drop=True),
@@ -373,11 +395,12 @@ def sums_table(layers: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> Tab
     numeric = agg[keys + ["runs"]].copy()
     for n in names:
         display[n] = [fmt_mean_std(a, b) for a, b in zip(agg[f"{n}_mean"], agg[f"{n}_std"])]
-        bold[n] = best_mask(agg[f"{n}_mean"], "min")
+        bold[n] = best_mask(agg, n, "min")
         numeric[f"{n}_mean"], numeric[f"{n}_std"] = agg[f"{n}_mean"], agg[f"{n}_std"]
     sentence = (f"Spikes per test image leaving each residual block (sum0..sum{len(names) - 1}) "
                 f"per group, mean ± std over seeds, from {merged['uid'].nunique()} completed "
-                f"runs with residual probes; fewest in bold.")
+                f"runs with residual probes; fewest in bold where its 95 % interval (Welch) "
+                f"separates it from the runner-up.")
     return Table("sums", numeric, display, bold, sentence)
 
 
@@ -426,11 +449,12 @@ def energy_table(agg: pd.DataFrame, keys: list[str], n_runs: int) -> Table | Non
         term = c[len("energy_"):-len("_uj")]
         title = f"{ENERGY_TITLES.get(term, term)} (µJ)"
         display[title] = agg[f"{c}_mean"].map(fmt_number)
-        bold[title] = best_mask(agg[f"{c}_mean"], "min") if c == "energy_total_uj" else False
+        bold[title] = best_mask(agg, c, "min") if c == "energy_total_uj" else False
         numeric[f"{c}_mean"] = agg[f"{c}_mean"]
     if "energy_settings" in agg.columns:
         numeric["energy_settings"] = agg["energy_settings"]
     sentence = (f"Energy per test image split into the terms of the energy model (arithmetic, "
                 f"addressing and memory accesses; a term the model lacks is n/a), mean over "
-                f"seeds, {len(agg)} groups from {n_runs} completed runs; lowest total in bold.")
+                f"seeds, {len(agg)} groups from {n_runs} completed runs; lowest total in bold where "
+                f"its 95 % interval (Welch) separates it from the runner-up.")
     return Table("energy", numeric, display, bold, sentence, note=note)

@@ -135,8 +135,10 @@ def _header(spec: "SweepSpec", workers: int, storage: str | None, study_dir: Pat
 
 def main_status(results_dir: str, storage: str | None = None) -> int:
     """Print the trial table of the sweep in results_dir (its journal, or --storage)."""
+    import optuna
+
     from bench.sweep.replicates import replicate_keys, replicate_table
-    from bench.sweep.status import count_text, counts, table
+    from bench.sweep.status import best_text, count_text, counts, front_text, objectives, table
     from bench.sweep.storage import open_storage, quiet_optuna
     from bench.sweep.queue import SPEC_ATTR, study_id
 
@@ -154,6 +156,11 @@ def main_status(results_dir: str, storage: str | None = None) -> int:
     spec = spec if isinstance(spec, dict) else {}
     trials = store.get_all_trials(sid, deepcopy=False)
     print(table(trials, spec))
+    front = (optuna.load_study(study_name=name, storage=store).best_trials
+             if len(objectives(spec)) > 1 else [])
+    for line in (best_text(trials, spec), front_text(front, spec)):
+        if line:  # the best by its mean, not the one lucky seed atop the table
+            print(f"\n{line}")
     if replicate_keys(spec):
         print(f"\nper configuration, over replicates ({', '.join(replicate_keys(spec))}):\n"
               f"{replicate_table(trials, spec)}")

@@ -9,16 +9,19 @@ and the sampler see configurations, and `bench status` averages the replicates.
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from bench import schema
 from bench.record import read_summary
 from bench.sweep.spec import SweepSpec
 
 PROGRESS = "progress"  # user attr: {trial, epoch, epochs, metric, value, elapsed_s}
+# study user attr: the configuration with the best MEAN metric over its replicates
+BEST_ATTR = "bench:best_configuration"
 # summary.json fields copied into every finished trial's user attributes
 HEADLINE = (schema.TEST_ACC, schema.VAL_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
             schema.ENERGY_UJ_PER_IMAGE, schema.DURATION_S, schema.EPOCHS_COMPLETED,
@@ -72,7 +75,7 @@ def name_metric(study, spec: SweepSpec) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # set_metric_names is marked experimental
-        study.set_metric_names([spec.metric])
+        study.set_metric_names(spec.metric_names)
 
 
 def superseded(trials: list[FrozenTrial]) -> set[int]:
@@ -81,3 +84,44 @@ def superseded(trials: list[FrozenTrial]) -> set[int]:
     for t in trials:
         out.update(t.system_attrs.get("retry_history", []))
     return out
+
+
+def configurations(trials: list[FrozenTrial], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Completed trials grouped by configuration (the swept keys but the replicate ones), each
+    {params, mean, std (ddof 1; None for one run), n, trials}, best mean first (ties: the
+    configuration first run). `spec` is the resolved sweep (SPEC_ATTR). A single-objective
+    study only: a multi-objective one has a Pareto front, not a best."""
+    if (spec.get("bench") or {}).get("objectives"):
+        return []
+    reps = set((spec.get("bench") or {}).get("replicates") or [])
+    keys = [k for k, body in (spec.get("parameters") or {}).items()
+            if "value" not in body and k not in reps]
+    gone = superseded(trials)
+    groups: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.number in gone or t.values is None:
+            continue
+        params = {k: param_value(t, k) for k in keys}
+        group = groups.setdefault(repr(sorted(params.items(), key=lambda kv: kv[0])),
+                                  {"params": params, "values": [], "trials": []})
+        group["values"].append(float(t.values[0]))
+        group["trials"].append(t.number)
+    out = [{"params": g["params"], "mean": statistics.fmean(g["values"]),
+            "std": statistics.stdev(g["values"]) if len(g["values"]) > 1 else None,
+            "n": len(g["values"]), "trials": sorted(g["trials"])} for g in groups.values()]
+    sign = 1.0 if (spec.get("metric") or {}).get("goal", "minimize") == "minimize" else -1.0
+    return sorted(out, key=lambda c: (sign * c["mean"], c["trials"][0]))
+
+
+def best_configuration(trials: list[FrozenTrial], spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The configuration with the best mean over its replicates (not one lucky seed)."""
+    found = configurations(trials, spec)
+    return found[0] if found else None
+
+
+def record_best(study, spec: dict[str, Any]) -> None:
+    """Keep the best configuration by mean in the study's user attributes (BEST_ATTR), for
+    optuna-dashboard and any reader of the study: optuna's own best_trial is one trial."""
+    best = best_configuration(study.get_trials(deepcopy=False), spec)
+    if best is not None:
+        study.set_user_attr(BEST_ATTR, best)

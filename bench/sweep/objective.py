@@ -47,7 +47,7 @@ class Outcome:
     """How a trial ended; `stopped`: why it was stopped (re-queued, not failed)."""
 
     state: TrialState
-    value: float | None = None
+    value: float | list[float] | None = None  # a list: one per objective (bench.objectives)
     error: str | None = None  # one line
     traceback: str | None = None  # a bug's only
     stopped: str | None = None
@@ -105,7 +105,7 @@ def trial_layers(spec: SweepSpec, params: dict[str, Any], results: str,
 
 
 def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], results: str,
-              run_id: str) -> float:
+              run_id: str) -> float | list[float]:
     from bench.config import build_config
     from bench.record import run_dir
     from bench.run import execute
@@ -114,13 +114,16 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
     # intermediate values and live progress every epoch; pruning only with early_terminate
-    reporter = TrialReporter(trial, spec.monitor(), shown=spec.monitor() or "val/acc",
-                             prune=bool(spec.early_terminate))
+    # a multi-objective trial reports no intermediate value (Optuna allows none)
+    reporter = TrialReporter(trial, None if spec.objectives else spec.monitor(),
+                             shown=spec.monitor() or "val/acc", prune=bool(spec.early_terminate))
     try:  # a re-queued trial's folder exists: it continues from its last checkpoint
         summary = execute(cfg, trial=trial.number, callbacks=[stop_callback(), reporter],
                           resume=run_dir(cfg).exists())
     finally:  # completed, pruned or failed: the dashboard gets the run's numbers
         set_headline(trial, run_dir(cfg))
+    if spec.objectives:
+        return [metric_value(m, summary, run_dir(cfg)) for m in spec.metric_names]
     return metric_value(spec.metric, summary, run_dir(cfg))
 
 

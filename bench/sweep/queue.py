@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.errors import BenchError
 from bench.record import mark_summary, read_summary
 from bench.schema import COMPLETED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR, STATUS
-from bench.sweep.attrs import enqueue_args, name_metric
+from bench.sweep.attrs import enqueue_args, name_metric, record_best
 from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted_error,
                                    make_sampler, metric_value, one_line)
 from bench.sweep.spec import SweepSpec, upgrade_fingerprint
@@ -73,7 +73,7 @@ def open_study(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
     pruner = make_pruner(spec)
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, pruner=pruner,
-                                    direction=spec.direction, load_if_exists=False)
+                                    directions=spec.directions, load_if_exists=False)
     except DuplicatedStudyError:  # atomic in both storages: exactly one process creates
         study = optuna.load_study(study_name=spec.name, storage=storage, pruner=pruner)
         _wait_until_enqueued(study, spec, storage)
@@ -217,11 +217,11 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
     status = summary.get(STATUS)
     if status == COMPLETED:  # the worker died between its record and telling the study
         try:
-            value = metric_value(spec.metric, summary, Path(run_dir))
+            values = [metric_value(m, summary, Path(run_dir)) for m in spec.metric_names]
         except (OSError, MetricMissing) as exc:
             _finish(storage, tid, TrialState.FAIL, error=one_line(exc))
             return False
-        _finish(storage, tid, TrialState.COMPLETE, values=[value])
+        _finish(storage, tid, TrialState.COMPLETE, values=values)
         return False
     if status in (FAILED, PRUNED) and not interrupted_error(summary.get(ERROR)):
         state = TrialState.PRUNED if status == PRUNED else TrialState.FAIL
@@ -257,7 +257,7 @@ def pop_waiting(storage: BaseStorage, sid: int) -> int | None:
 
 
 def target_reached(spec: SweepSpec, trials: list[FrozenTrial]) -> bool:
-    if spec.target is None:
+    if spec.target is None or spec.objectives:  # a target is one metric's
         return False
     values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if spec.goal == "maximize":
@@ -316,12 +316,12 @@ def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJo
     if end.stopped is not None:
         _requeue_stopped(study, storage, tid, run_dir, end.stopped)
         return "disk full" if end.stopped == "disk full" else "interrupted"
-    _tell(study, storage, tid, trial, end)
+    _tell(study, storage, tid, trial, end, spec)
     return "done"
 
 
 def _tell(study: optuna.Study, storage: BaseStorage, tid: int, trial: optuna.Trial,
-          end: Outcome) -> None:
+          end: Outcome, spec: SweepSpec) -> None:
     """The trial's state, value, one-line error and a bug's traceback into the study."""
     try:
         for key, value in (("error", end.error), ("traceback", end.traceback)):
@@ -329,6 +329,8 @@ def _tell(study: optuna.Study, storage: BaseStorage, tid: int, trial: optuna.Tri
                 storage.set_trial_user_attr(tid, key, value)
         study.tell(trial, end.value if end.state == TrialState.COMPLETE else None,
                    state=end.state)
+        if end.state == TrialState.COMPLETE:
+            record_best(study, json.loads(spec.fingerprint()))
     except UpdateFinishedTrialError:  # another machine judged us dead (missed heartbeats)
         print(f"trial {trial.number}: finished after it was given up and re-queued",
               file=sys.stderr, flush=True)

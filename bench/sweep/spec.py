@@ -30,7 +30,7 @@ TOP_KEYS = ("name", "method", "metric", "parameters", "early_terminate", "run_ca
             "program", "command", "project", "entity", "bench", "baseline")
 # `bench:` is the one key W&B's sweep schema does not know: bench's own settings live under it
 # (`baseline:` at the top level is still read, from files written before `bench:` existed)
-BENCH_KEYS = ("baseline", "replicates")
+BENCH_KEYS = ("baseline", "replicates", "objectives")
 IGNORED_KEYS = ("program", "command", "entity")  # W&B agent settings: bench runs trials itself
 METRIC_KEYS = ("name", "goal", "target")
 PARAM_KEYS = ("value", "values", "min", "max", "distribution", "q")
@@ -149,10 +149,22 @@ class SweepSpec:
     baseline: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     replicates: tuple[str, ...] = ()  # swept keys whose values repeat one configuration (seed)
+    # bench.objectives: (name, goal) pairs; two or more make the study multi-objective
+    objectives: tuple[tuple[str, str], ...] = ()
 
     @property
     def direction(self) -> str:
         return self.goal
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna's study directions: one per objective, or the metric's goal."""
+        return [g for _, g in self.objectives] or [self.goal]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """What each trial returns: the objectives' names, or the metric's."""
+        return [n for n, _ in self.objectives] or [self.metric]
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """The searched parameters (Optuna's params); replicate keys are not searched."""
@@ -225,6 +237,8 @@ class SweepSpec:
             own["baseline"] = dict(self.baseline)
         if self.replicates:
             own["replicates"] = list(self.replicates)
+        if self.objectives:
+            own["objectives"] = [{"name": n, "goal": g} for n, g in self.objectives]
         if own:
             out["bench"] = own
         return out
@@ -286,7 +300,12 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "sweep", default_name: 
                      project=_project(data.get("project"), where),
                      baseline=_baseline(own.get("baseline"), where),
                      description=_opt_str(data.get("description"), "description", where),
-                     replicates=_replicates(own.get("replicates"), method, params, where))
+                     replicates=_replicates(own.get("replicates"), method, params, where),
+                     objectives=_objectives(own.get("objectives"), early, where))
+    if spec.objectives and spec.replicates:
+        raise BenchError(f"{where} bench.objectives and bench.replicates do not go together yet "
+                         "(a multi-objective study has a Pareto front of trials, not of "
+                         "configurations' means); drop one")
     if early and spec.monitor() is None:
         raise BenchError(f"{where} early_terminate needs a metric measured every epoch; "
                          f"'{metric}' is not (use val/acc, val/loss, test_acc, val_acc or test_loss)")
@@ -553,6 +572,39 @@ def _replicates(raw: Any, method: str, params: dict[str, Param], where: str) -> 
             raise BenchError(f"{where} bench.replicates: '{name}' is not a bench run config key")
     # a key fixed by `value:` or --set is one replicate: nothing to repeat
     return tuple(n for n in names if n in params)
+
+
+def _objectives(raw: Any, early: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """bench.objectives: [{name, goal}, ...], two or more summary metrics optimised together
+    (Optuna directions: the dashboard shows their Pareto front)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) < 2 or not all(isinstance(o, dict) for o in raw):
+        raise BenchError(f"{where} bench.objectives must be a list of two or more "
+                         "{name, goal} mappings, e.g. [{name: test_acc, goal: maximize}, "
+                         "{name: energy_uj_per_image, goal: minimize}]")
+    if early:
+        raise BenchError(f"{where} bench.objectives cannot prune (Optuna prunes single-objective "
+                         "studies only): remove early_terminate")
+    out = []
+    for o in raw:
+        extra = sorted(set(o) - {"name", "goal"})
+        if extra:
+            raise BenchError(f"{where} bench.objectives: unknown key '{extra[0]}'; allowed: name, "
+                             "goal")
+        name, goal = o.get("name"), o.get("goal", "minimize")
+        if name not in SUMMARY_METRICS:
+            raise BenchError(f"{where} bench.objectives: name {short(name)} is not one of "
+                             f"{', '.join(SUMMARY_METRICS)}")
+        if goal not in GOALS:
+            raise BenchError(f"{where} bench.objectives: goal {short(goal)} of '{name}' is not "
+                             f"one of {', '.join(GOALS)}")
+        out.append((name, goal))
+    names = [n for n, _ in out]
+    twice = [n for i, n in enumerate(names) if n in names[:i]]
+    if twice:
+        raise BenchError(f"{where} bench.objectives: '{twice[0]}' is given twice")
+    return tuple(out)
 
 
 def _baseline(raw: Any, where: str) -> dict[str, Any]:
