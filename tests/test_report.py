@@ -247,7 +247,8 @@ def test_markdown_and_latex_views(avalanche):
 def test_index_counts_unused_runs_and_lists_every_file(avalanche):
     out = avalanche["out"]
     index = (out / "index.md").read_text()
-    assert "8 run records: 6 completed (used); 1 failed, 1 running (counted, not used)." in index
+    assert index.count("6 used (completed) of 8 run records") == 1  # said once, in the header
+    assert "run records:" not in index
     assert "avalanche/trial-0006 (failed): FloatingPointError: loss is nan" in index
     written = {p.relative_to(out).as_posix() for p in avalanche["files"]}
     for name in ("index.md", "index.html", "tables/summary.tex", "figures/avalanche.png",
@@ -339,7 +340,13 @@ def test_one_run_and_ann_without_spikes(tmp_path):
     md = (out / "tables" / "summary.md").read_text()
     assert "n/a" in md and "80.00" in md
     index = (out / "index.md").read_text()
-    assert "1 run record: 1 completed (used)." in index
+    assert "Runs: 1 used (completed) of 1 run records; none excluded." in index
+    fixed = next(line for line in index.splitlines() if "Fixed settings" in line)
+    # an ANN ResNet on digits: no neuron keys, no other data sets' keys
+    for key in ("estimator=", "threshold=", "fake_like=", "image_size=",
+                "gpu_resident=", "checkpoint="):
+        assert key not in fixed, key
+    assert "optimizer=sgd" in fixed and "lr=0.08 (the sgd default)" in fixed
     assert "The avalanche plot is skipped: no residual-sum probes" in index
     assert "figures/energy.png" in index
 
@@ -434,10 +441,13 @@ def test_header_states_data_epochs_settings_commit_time_and_runs(avalanche):
         assert "Grouped by (varies across the runs): arch." in text
         fixed = next(line for line in text.splitlines() if "Fixed settings" in line)
         assert "T=1, N=4" in fixed and "optimizer=sgd" in fixed and "arch=" not in fixed
+        assert "stem=cifar" in fixed and "estimator=sigmoid" in fixed  # they act on ResNets
+        for key in ("fake_like=", "fake_images=", "image_size=", "gpu_resident="):
+            assert key not in fixed, key  # digits reads none of them
         assert "seed=" not in fixed  # the seeds are what a row aggregates
         assert f"Energy settings: {OLD_SETTINGS}." in text
-        assert "bench commit: 3f9dcc2aa0b1 (all runs used); report built 2027-01-15 08:00 UTC" \
-            in text
+        assert ("bench commit: 3f9dcc2aa0b1 (all runs used); libraries: torch x; report built "
+                "2027-01-15 08:00 UTC") in text
         assert ("Runs: 6 used (completed) of 8 run records; excluded: 1 failed, 1 running. "
                 "Still running when this report was built") in text
         assert "avalanche/trial-0007" in text

@@ -20,12 +20,16 @@ from bench.registry import DATASETS
 
 # a datamodule class (with check_available(cfg) and from_config(cfg)), or FakeData, which picks
 # one by `fake_like`; `fakeable`: dataset=fake can stand in for it (same shapes, generated);
-# `label`: its name in the paper and report tables
-DATASETS.add("digits", DigitsDataModule)
-DATASETS.add("cifar10", CIFAR10DataModule, fakeable=True, label="CIFAR-10")
-DATASETS.add("cifar100", CIFAR100DataModule, fakeable=True, label="CIFAR-100")
-DATASETS.add("cifar10dvs", CIFAR10DVSDataModule, fakeable=True, label="CIFAR10-DVS")
-DATASETS.add("fake", FakeData)
+# `label`: its name in the paper and report tables; `reads`: the config keys it acts on beyond
+# the common ones (a report shows them only for runs on it; fake adds its fake_like set's)
+DATASETS.add("digits", DigitsDataModule, reads=())
+DATASETS.add("cifar10", CIFAR10DataModule, fakeable=True, label="CIFAR-10",
+             reads=("data_root", "download", "gpu_resident"))
+DATASETS.add("cifar100", CIFAR100DataModule, fakeable=True, label="CIFAR-100",
+             reads=("data_root", "download", "gpu_resident"))
+DATASETS.add("cifar10dvs", CIFAR10DVSDataModule, fakeable=True, label="CIFAR10-DVS",
+             reads=("data_root", "download", "image_size"))
+DATASETS.add("fake", FakeData, reads=("fake_like", "fake_images"))
 
 
 def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:
