@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,9 +69,25 @@ def test_summary_is_the_last_logged_value(sparse_run):
     assert summary["grad_norm/block0"] == pytest.approx(last_grad)
     assert summary["grad_norm_epoch_mean/block0"] == pytest.approx(
         sparse_run["summary"]["grad_norm_per_block"]["block0"])
-    # learning-rate curve (LearningRateMonitor): one point per epoch, cosine from 0.08
-    lrs = [r["lr-SGD"] for r in rows if "lr-SGD" in r]
-    assert len(lrs) == 2 and lrs[0] == pytest.approx(0.08) and lrs[1] < lrs[0]
+    # best.ckpt is chosen on the max val/acc: so is the runs table's val/acc (define_metric)
+    val_acc = [r["val/acc"] for r in rows if "val/acc" in r]
+    assert len(val_acc) == 2 and summary["val/acc"]["max"] == pytest.approx(max(val_acc))
+    assert summary["best/val_acc"] == pytest.approx(max(val_acc))
+    assert summary["best/epoch"] == int(np.argmax(val_acc))
+    metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
+    best = metrics.loc[metrics["val/acc"].idxmax()]
+    assert summary["best/energy_uj_per_image"] == pytest.approx(best["val/energy_uj_per_image"])
+    # per-epoch validation spikes per probe as curves; test numbers only in the summary
+    curves = [r for r in rows if "val_spikes/sum1" in r]
+    layers = pd.read_csv(sparse_run["record_dir"] / "layers.csv")
+    expected = layers[(layers.split == "val") & (layers.probe == "sum1")]["spikes_per_image"]
+    assert [r["val_spikes/sum1"] for r in curves] == pytest.approx(list(expected))
+    assert sum(k.startswith("val_spikes/") for k in curves[0]) == 28  # every probe
+    assert not any(k.startswith("test/") for r in rows for k in r)
+    assert summary["test/spikes/sum1_per_image"] == pytest.approx(
+        sparse_run["summary"]["spikes_per_image"]["sum1"])
+    # console captured (the Logs tab), offline too
+    assert (sparse_run["folder"] / "files" / "output.log").is_file()
     assert summary["test_acc"] == pytest.approx(sparse_run["summary"]["test_acc"])
     metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
     assert sparse_run["summary"]["val_acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
