@@ -181,10 +181,20 @@ def callbacks(logger) -> list[L.Callback]:
 
 class ValSpikes(L.Callback):
     """Each validation epoch's spikes per image of every probe (and residual sum, a block's
-    output) as curves `val_spikes/<probe>`, read from the rows layers.csv just received.
-    on_train_epoch_end runs after the epoch's validation and after the record's writer."""
+    output) as curves `val_spikes/<probe>`, read from the rows layers.csv received: the record's
+    writer adds them at the epoch's end, after this callback's hooks, so an epoch is logged when
+    the next one starts or the fit ends (at the same global step)."""
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    def __init__(self) -> None:
+        self.logged: set[int] = set()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._log(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._log(trainer)
+
+    def _log(self, trainer) -> None:
         import pandas as pd
 
         logger = trainer.logger
@@ -192,12 +202,13 @@ class ValSpikes(L.Callback):
         if not path.is_file():
             return
         layers = pd.read_csv(path)
-        rows = layers[(layers[schema.SPLIT] == "val")
-                      & (layers[schema.EPOCH] == trainer.current_epoch)]
-        if len(rows):
+        val = layers[layers[schema.SPLIT] == "val"]
+        for epoch in sorted(set(val[schema.EPOCH].astype(int)) - self.logged):
+            rows = val[val[schema.EPOCH] == epoch]
             logger.log_metrics({f"val_spikes/{p}": float(v) for p, v in zip(
-                rows[schema.PROBE], rows[schema.SPIKES_PER_IMAGE])} | {
-                "epoch": trainer.current_epoch}, step=trainer.global_step)
+                rows[schema.PROBE], rows[schema.SPIKES_PER_IMAGE])} | {"epoch": epoch},
+                step=trainer.global_step)
+            self.logged.add(epoch)
 
 
 def run_path(logger) -> str | None:
