@@ -172,3 +172,54 @@ def test_system_metrics_switch_and_trial_names(tmp_path):
     assert off._wandb_init["job_type"] == "sweep-trial"
     cfg = tiny_config(tmp_path, study="avalanche", arch="sew_resnet18", seed=1)
     assert run_name(cfg, 7) == "avalanche/sew_resnet18-T1N4-seed1-t0007"
+
+
+def test_every_artifact_entry_lies_in_the_run_record_and_travels_with_a_copy(sparse_run,
+                                                                              tmp_path):
+    """Staged files and checkpoints are inside results/ (absolute paths): a copy of results/
+    made elsewhere, with the original renamed away, holds every file the .wandb log names."""
+    import shutil
+
+    results = sparse_run["record_dir"].parents[2].resolve()
+    copy = tmp_path / "elsewhere" / "results"
+    shutil.copytree(results, copy)
+    moved = results.with_name(results.name + "-renamed")
+    results.rename(moved)
+    try:
+        log = wandb_log(copy / sparse_run["folder"].relative_to(results))
+        records = [json.loads(x) for x in inspect(log).splitlines() if x.strip()]
+        entries = [c for a in of_type(records, "artifact") for c in a["manifest"]["contents"]]
+        assert len(entries) >= 5 + 2  # the record's five files, two checkpoints, tables
+        for entry in entries:
+            path = Path(entry["local_path"])
+            assert path.is_absolute(), entry
+            assert (copy / path.relative_to(results)).is_file(), entry  # in the copy
+            assert not path.exists()  # the original is gone: nothing is read from it
+    finally:
+        moved.rename(results)
+
+
+def test_model_artifacts_are_opt_in_for_sweep_trials(tmp_path):
+    import wandb
+
+    from bench.tracking import finish
+
+    record = tmp_path / "study" / "runs" / "t1"
+    record.mkdir(parents=True)
+    for name in ("summary.json", "best.ckpt"):
+        (record / name).write_text(name)
+    types = {}
+    for trial, wanted in ((3, None), (3, True), (None, None)):
+        run = wandb.init(mode="offline", dir=str(tmp_path), project="t",
+                         settings=wandb.Settings(silent=True, x_disable_stats=True))
+        folder = Path(run.dir).parent
+
+        class Logger:  # finish() reads only .experiment
+            experiment = run
+
+        finish(Logger(), {"status": "completed", "trial": trial,
+                          "config": {"wandb_model_artifacts": wanted}}, record)
+        records = [json.loads(x) for x in inspect(wandb_log(folder)).splitlines() if x.strip()]
+        types[(trial, wanted)] = sorted(a["type"] for a in of_type(records, "artifact"))
+    assert types == {(3, None): ["run-record"], (3, True): ["model", "run-record"],
+                     (None, None): ["model", "run-record"]}
