@@ -108,6 +108,8 @@ class RunConfig:
     # tracking
     wandb: str = "offline"
     wandb_system_metrics: bool = True  # CPU/GPU/memory charts in the W&B run (a sampler thread)
+    # checkpoints as a W&B model artifact: null = yes for `bench run`, no for a sweep trial
+    wandb_model_artifacts: bool | None = None
     project: str = "bench"
     study: str = "default"
     run_id: str = ""  # empty: generated

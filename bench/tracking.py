@@ -48,12 +48,36 @@ def run_tags(cfg: RunConfig) -> list[str]:
             f"estimator:{cfg.estimator}"]
 
 
-def run_notes(cfg: RunConfig) -> str:
+def run_notes(cfg: RunConfig, trial: int | None = None) -> str:
     neurons = (f"T={cfg.T}, N={cfg.N}, estimator {cfg.estimator} (barrier "
                f"{cfg.barrier_estimator})" if cfg.spiking else "ANN")
-    return (f"{cfg.arch} on {cfg.dataset}, {neurons}, {cfg.optimizer} lr {cfg.resolved_lr():g}, "
-            f"{cfg.epochs} epochs, seed {cfg.seed}; run record "
-            f"{Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id}")
+    notes = (f"{cfg.arch} on {cfg.dataset}, {neurons}, {cfg.optimizer} lr {cfg.resolved_lr():g}, "
+             f"{cfg.epochs} epochs, seed {cfg.seed}; run record "
+             f"{Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id}")
+    described = sweep_description(cfg) if trial is not None else None
+    return f"Sweep {cfg.study}: {described}\n{notes}" if described else notes
+
+
+def sweep_description(cfg: RunConfig) -> str | None:
+    """The description in the study's sweep.yaml (as `bench sweep` saved it, --set noted)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(cfg.results) / cfg.study / "sweep.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    text = data.get("description") if isinstance(data, dict) else None
+    return str(text) if text else None
+
+
+def stage_in_record(save_dir: Path) -> None:
+    """W&B's artifact staging, cache and data folders inside the run record (absolute paths),
+    not ~/.local/share/wandb or ~/.cache/wandb: a copy of results/ carries every file its
+    .wandb log names. Process-wide variables, set again for each run."""
+    base = Path(save_dir).resolve() / schema.WANDB_FOLDER
+    for var, sub in (("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts"),
+                     ("WANDB_CACHE_DIR", "cache")):
+        os.environ[var] = str(base / sub)
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
@@ -74,32 +98,68 @@ def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None, *,
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
-    settings = wandb.Settings(console="off", silent=True, save_code=False,
+    stage_in_record(save_dir)
+    # console "wrap": the run's printed lines in the Logs tab (offline too: output.log)
+    settings = wandb.Settings(console="wrap", silent=True, save_code=False,
                               x_disable_stats=not cfg.wandb_system_metrics,
                               init_timeout=WANDB_INIT_TIMEOUT_S)
     resume = {"id": resume_id, "resume": "allow"} if resume_id else {}
 
     def logger(mode: str) -> WandbLogger:
         # group = study and job_type: the W&B workspace groups a sweep's trials in one view
-        return WandbLogger(
+        return BenchWandbLogger(
             project=cfg.project, group=cfg.study, name=name or run_name(cfg, trial),
-            tags=run_tags(cfg), notes=run_notes(cfg), save_dir=str(save_dir),
+            tags=run_tags(cfg), notes=run_notes(cfg, trial), save_dir=str(save_dir),
             offline=mode == "offline", mode=mode, config=config or run_config(cfg),
             settings=settings, log_model=False,
             job_type=job_type or ("sweep-trial" if trial is not None else "run"), **resume,
         )
 
     if mode == "offline":
-        return logger(mode)
+        return define_metrics(logger(mode))
     online = logger(mode)
     try:
         online.experiment  # noqa: B018 - start the run now: an unreachable server shows here
-        return online
+        return define_metrics(online)
     except Exception as exc:  # noqa: BLE001 - wandb raises CommError, UsageError, ... alike
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         print(f"wandb: online run could not start within {WANDB_INIT_TIMEOUT_S} s ({reason}); "
               "logging offline instead (`wandb sync` uploads it later)", flush=True)
-        return logger("offline")
+        return define_metrics(logger("offline"))
+
+
+# summaries W&B's runs table shows: the epoch best.ckpt is chosen on, not the last epoch
+METRIC_SUMMARIES = {"val/acc": "max", "val/loss": "min", "train/acc": "max", "train/loss": "min"}
+
+
+def define_metrics(logger):
+    """val/acc's summary is its max and val/loss's its min (best.ckpt's choice); the best
+    epoch's energy and spikes are added as best/* at the end (`finish`)."""
+    run = logger.experiment
+    for key, summary in METRIC_SUMMARIES.items():
+        run.define_metric(key, summary=summary)
+    return logger
+
+
+def _bench_logger_class():
+    from lightning.pytorch.loggers import WandbLogger
+
+    class _Logger(WandbLogger):
+        """Test-split numbers (one value per run) go to the run summary, not one-point charts."""
+
+        def log_metrics(self, metrics, step=None):
+            test = {k: v for k, v in metrics.items() if str(k).startswith("test/")}
+            if test:
+                self.experiment.summary.update(test)
+            rest = {k: v for k, v in metrics.items() if k not in test}
+            if rest or not test:
+                super().log_metrics(rest, step)
+
+    return _Logger
+
+
+def BenchWandbLogger(**kw):  # noqa: N802 - builds the class late: wandb/lightning import lazily
+    return _bench_logger_class()(**kw)
 
 
 def wandb_run_id(save_dir: Path) -> str | None:
@@ -115,7 +175,40 @@ def callbacks(logger) -> list[L.Callback]:
         return []
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    return [LearningRateMonitor(logging_interval="epoch")]  # lr-<Optimizer>, one point an epoch
+    # the scheduler steps every batch: lr-<Optimizer> per step (every log_every_n_steps)
+    return [LearningRateMonitor(logging_interval="step"), ValSpikes()]
+
+
+class ValSpikes(L.Callback):
+    """Each validation epoch's spikes per image of every probe (and residual sum, a block's
+    output) as curves `val_spikes/<probe>`, read from the rows layers.csv received: the record's
+    writer adds them at the epoch's end, after this callback's hooks, so an epoch is logged when
+    the next one starts or the fit ends (at the same global step)."""
+
+    def __init__(self) -> None:
+        self.logged: set[int] = set()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._log(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._log(trainer)
+
+    def _log(self, trainer) -> None:
+        import pandas as pd
+
+        logger = trainer.logger
+        path = Path(getattr(logger, "save_dir", "") or "") / schema.LAYERS_FILE
+        if not path.is_file():
+            return
+        layers = pd.read_csv(path)
+        val = layers[layers[schema.SPLIT] == "val"]
+        for epoch in sorted(set(val[schema.EPOCH].astype(int)) - self.logged):
+            rows = val[val[schema.EPOCH] == epoch]
+            logger.log_metrics({f"val_spikes/{p}": float(v) for p, v in zip(
+                rows[schema.PROBE], rows[schema.SPIKES_PER_IMAGE])} | {"epoch": epoch},
+                step=trainer.global_step)
+            self.logged.add(epoch)
 
 
 def run_path(logger) -> str | None:
@@ -179,8 +272,9 @@ def log_layers(logger, record_dir: Path) -> None:
 
 
 def log_test_spikes(logger, table: dict[str, dict[str, Any]]) -> None:
-    """Per-probe test spike counts as scalars (test/spikes/<probe>_per_image)."""
-    logger.experiment.log(
+    """Per-probe test spike counts in the run summary (test/spikes/<probe>_per_image): one
+    number per run, not a one-point chart."""
+    logger.experiment.summary.update(
         {f"test/spikes/{probe}_per_image": s[schema.SPIKES_PER_IMAGE]
          for probe, s in table.items()})
 
@@ -201,12 +295,13 @@ def summary_values(summary: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def log_artifacts(run, record_dir: Path) -> None:
-    """The run record (type run-record) and any checkpoints (type model) as artifacts; offline
-    they are kept with the run and uploaded by `wandb sync`."""
+def log_artifacts(run, record_dir: Path, models: bool = True) -> None:
+    """The run record (type run-record) and, when `models`, any checkpoints (type model) as
+    artifacts, every entry by its absolute path; offline they are kept with the run (staged
+    inside the record) and uploaded by `wandb sync`."""
     import wandb
 
-    record_dir = Path(record_dir)
+    record_dir = Path(record_dir).resolve()
     # artifact names are per project: results/<study>/runs/<run_id> -> <study>-<run_id>
     base = f"{record_dir.parent.parent.name}-{record_dir.name}"
     record = wandb.Artifact(f"record-{base}", type="run-record",
@@ -215,13 +310,34 @@ def log_artifacts(run, record_dir: Path) -> None:
         if (record_dir / name).is_file():
             record.add_file(str(record_dir / name))
     run.log_artifact(record)
-    found = [record_dir / n for n in CHECKPOINTS if (record_dir / n).is_file()]
+    found = [record_dir / n for n in CHECKPOINTS if (record_dir / n).is_file()] if models else []
     if found:
         model = wandb.Artifact(f"model-{base}", type="model",
                                description=f"checkpoints of bench run {record_dir}")
         for path in found:  # immutable: no staging copy of ~100 MB per run; uploaded at sync
             model.add_file(str(path), policy="immutable")
         run.log_artifact(model)
+
+
+def best_epoch(record_dir: Path) -> dict[str, Any]:
+    """best/*: the epoch of the highest val/acc (best.ckpt's) with its spikes and energy."""
+    import pandas as pd
+
+    path = record_dir / schema.METRICS_FILE
+    try:
+        metrics = pd.read_csv(path)
+    except (OSError, ValueError):
+        return {}
+    if "val/acc" not in metrics or metrics["val/acc"].dropna().empty:
+        return {}
+    row = metrics.loc[metrics["val/acc"].idxmax()]
+    out = {"best/epoch": int(row["epoch"]), "best/val_acc": float(row["val/acc"])}
+    for col, name in (("val/spikes_total_per_image", "best/spikes_total_per_image"),
+                      ("val/energy_uj_per_image", "best/energy_uj_per_image"),
+                      ("val/loss", "best/val_loss")):
+        if col in metrics and pd.notna(row[col]):
+            out[name] = float(row[col])
+    return out
 
 
 def finish(logger, summary: dict[str, Any], record_dir: Path | None = None) -> str | None:
@@ -233,6 +349,9 @@ def finish(logger, summary: dict[str, Any], record_dir: Path | None = None) -> s
     run.summary.update(summary_values(summary))
     folder = run_folder(logger)
     if record_dir is not None:
-        log_artifacts(run, record_dir)
+        run.summary.update(best_epoch(Path(record_dir)))
+        wanted = (summary.get(schema.CONFIG) or {}).get("wandb_model_artifacts")
+        trial = summary.get("trial")
+        log_artifacts(run, record_dir, models=wanted if wanted is not None else trial is None)
     run.finish(exit_code=0 if summary.get(schema.STATUS) == schema.COMPLETED else 1)
     return folder

@@ -232,11 +232,11 @@ def test_markdown_and_latex_views(avalanche):
     md = (tables / "summary.md").read_text()
     assert "**600 ± 100**" in md and "**1,100" not in md  # fewest spikes bold
     assert "92.00 ± 2.00" in md and "8.00 ± 0.00" in md
+    assert "| SEW-ResNet18 " in md and "sew_resnet18" not in md  # display names; ids in CSV
     tex = (tables / "summary.tex").read_text()
-    assert "sew\\_resnet18" in tex and "sew_resnet18" not in tex
-    assert "\\textbf{600 ± 100}" in tex and "\\textbf{1,100" not in tex
-    assert "\\textbf{8.00 ± 0.00}" in tex
-    assert "$\\Delta$ spikes (\\%)" in tex  # headers escaped, Greek made LaTeX
+    assert "\\textbf{600(100)}" in tex and "\\textbf{1100" not in tex
+    assert "\\textbf{8.00(0)}" in tex
+    assert "$\\Delta$ spikes \\\\ (\\%)" in tex  # headers escaped, Greek made LaTeX
     sums = pd.read_csv(tables / "sums.csv").set_index("arch")
     assert sums.loc["sew_resnet18", "sum1_mean"] == pytest.approx(400.0)
     assert sums.loc["sparse_resnet18", "sum1_mean"] == pytest.approx(250.0)
@@ -247,7 +247,8 @@ def test_markdown_and_latex_views(avalanche):
 def test_index_counts_unused_runs_and_lists_every_file(avalanche):
     out = avalanche["out"]
     index = (out / "index.md").read_text()
-    assert "8 run records: 6 completed (used); 1 failed, 1 running (counted, not used)." in index
+    assert index.count("6 used (completed) of 8 run records") == 1  # said once, in the header
+    assert "run records:" not in index
     assert "avalanche/trial-0006 (failed): FloatingPointError: loss is nan" in index
     written = {p.relative_to(out).as_posix() for p in avalanche["files"]}
     for name in ("index.md", "index.html", "tables/summary.tex", "figures/avalanche.png",
@@ -339,7 +340,13 @@ def test_one_run_and_ann_without_spikes(tmp_path):
     md = (out / "tables" / "summary.md").read_text()
     assert "n/a" in md and "80.00" in md
     index = (out / "index.md").read_text()
-    assert "1 run record: 1 completed (used)." in index
+    assert "Runs: 1 used (completed) of 1 run records; none excluded." in index
+    fixed = next(line for line in index.splitlines() if "Fixed settings" in line)
+    # an ANN ResNet on digits: no neuron keys, no other data sets' keys
+    for key in ("estimator=", "threshold=", "fake_like=", "image_size=",
+                "gpu_resident=", "checkpoint="):
+        assert key not in fixed, key
+    assert "optimizer=sgd" in fixed and "lr=0.08 (the sgd default)" in fixed
     assert "The avalanche plot is skipped: no residual-sum probes" in index
     assert "figures/energy.png" in index
 
@@ -434,10 +441,13 @@ def test_header_states_data_epochs_settings_commit_time_and_runs(avalanche):
         assert "Grouped by (varies across the runs): arch." in text
         fixed = next(line for line in text.splitlines() if "Fixed settings" in line)
         assert "T=1, N=4" in fixed and "optimizer=sgd" in fixed and "arch=" not in fixed
+        assert "stem=cifar" in fixed and "estimator=sigmoid" in fixed  # they act on ResNets
+        for key in ("fake_like=", "fake_images=", "image_size=", "gpu_resident="):
+            assert key not in fixed, key  # digits reads none of them
         assert "seed=" not in fixed  # the seeds are what a row aggregates
         assert f"Energy settings: {OLD_SETTINGS}." in text
-        assert "bench commit: 3f9dcc2aa0b1 (all runs used); report built 2027-01-15 08:00 UTC" \
-            in text
+        assert ("bench commit: 3f9dcc2aa0b1 (all runs used); libraries: torch x; report built "
+                "2027-01-15 08:00 UTC") in text
         assert ("Runs: 6 used (completed) of 8 run records; excluded: 1 failed, 1 running. "
                 "Still running when this report was built") in text
         assert "avalanche/trial-0007" in text
@@ -572,22 +582,73 @@ def test_report_writes_paper_pdfs_of_both_widths(avalanche):
     assert "[1col.pdf](figures/energy-1col.pdf)" in index
 
 
-def test_latex_tables_right_align_numbers_fit_the_column_and_compile(avalanche, tmp_path):
+LATEX_PREAMBLE = r"""\documentclass[twocolumn]{article}
+\usepackage{booktabs}
+\usepackage{graphicx}
+\newlength{\benchw}
+\let\benchresize\resizebox
+% log each tabular's natural width, then scale it as the table asks
+\renewcommand{\resizebox}[3]{\settowidth{\benchw}{#3}%
+  \typeout{BENCHW \benchname\space\the\benchw\space\the\columnwidth\space\the\textwidth}%
+  \benchresize{#1}{#2}{#3}}
+\begin{document}
+"""
+
+
+def compile_tables(tables: list[Path], folder: Path) -> dict[str, list[tuple[float, float]]]:
+    """Compile each table inside `table` (name.tex) or `table*` (name-wide.tex) of a 10 pt
+    two-column article; per file, each tabular's (natural width, width it must fit) in pt."""
+    body = "\n".join(
+        f"\\def\\benchname{{{t.name}}}\\begin{{{'table*' if t.stem.endswith('-wide') else 'table'}}}"
+        f"\\input{{{t.as_posix()}}}\\end{{{'table*' if t.stem.endswith('-wide') else 'table'}}}"
+        + ("\\clearpage" if i % 4 == 3 else "") for i, t in enumerate(tables))
+    (folder / "doc.tex").write_text(LATEX_PREAMBLE + body + "\n\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                         cwd=folder, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Overfull \\hbox" not in run.stdout
+    assert (folder / "doc.pdf").is_file()
+    widths: dict[str, list[tuple[float, float]]] = {}
+    log = (folder / "doc.log").read_text(errors="replace")
+    for name, w, column, text in re.findall(r"BENCHW (\S+) ([\d.]+)pt ([\d.]+)pt ([\d.]+)pt", log):
+        fit = float(text) if name.endswith("-wide.tex") else float(column)
+        widths.setdefault(name, []).append((float(w), fit))
+    return widths
+
+
+def test_latex_tables_split_to_fit_the_column_at_their_font_and_compile(avalanche, tmp_path):
     tables = avalanche["out"] / "tables"
     summary = (tables / "summary.tex").read_text()
-    # arch left; runs, the three metrics and the three changes right; the baseline label left
-    assert "\\begin{tabular}{lrrrrrrrl}" in summary
-    assert "\\resizebox{\\ifdim\\width>\\columnwidth\\columnwidth\\else\\width\\fi}{!}{%" in summary
-    assert "\\begin{tabular}{lrrrr}" in (tables / "sums.tex").read_text()
+    assert "\\begin{tabular}{lrrr}" in summary  # group, accuracy, spikes, energy (3 runs each)
+    # bold only where seeds separate the best mean from the runner-up: spikes yes, a tie no
+    assert "\\textbf{600(100)}" in summary and "\\textbf{92.0" not in summary
+    # display names, compact uncertainty (92.0(20) = 92.0 ± 2.0)
+    assert "SEW-ResNet18 & 92.0(20) & 1100(100) & 11.0(10) \\\\" in summary
+    assert "$-$45.5" in summary and "-45.5" not in summary.replace("$-$", "")  # minus signs
+    assert "sew\\_resnet18" not in summary and "runs" not in summary.split("toprule")[1]
+    wide = (tables / "summary-wide.tex").read_text()
+    assert wide.count("\\begin{tabular}{") == 1 and "\\textwidth" in wide
+    assert "\\begin{table*}" in wide
+    sums = (tables / "sums.tex").read_text()
+    assert "sum & SEW-ResNet18 & Sparse-ResNet18" in sums  # transposed: depth reads down
+    # 400 ± 100 vs 250 ± 100 over 3 seeds each: Welch p = 0.14, so no bold
+    assert "sum1 & 400(100) & 250(100) \\\\" in sums
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed: the LaTeX tables were not compiled")
-    doc = tmp_path / "doc.tex"
-    body = "\n".join(f"\\begin{{table}}\\input{{{(tables / n).as_posix()}}}\\end{{table}}"
-                      for n in ("summary.tex", "sums.tex", "energy.tex"))
-    doc.write_text("\\documentclass[twocolumn]{article}\n\\usepackage{booktabs}\n"
-                   "\\usepackage{graphicx}\n\\begin{document}\n" + body + "\n\\end{document}\n")
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-2000:]
-    assert "Overfull \\hbox" not in run.stdout
-    assert (tmp_path / "doc.pdf").is_file()
+    energy = build_report([energy_study(tmp_path / "e")], tmp_path / "er", paper=False)
+    files = []  # summary, sums, energy (+ -wide) of the avalanche; summary, energy of energy
+    for report, written in (("av", avalanche["files"]), ("en", energy)):
+        for path in sorted(p for p in written if p.suffix == ".tex"):
+            files.append(tmp_path / f"{report}-{path.name}")
+            shutil.copy(path, files[-1])
+    assert len(files) == 10
+    widths = compile_tables(files, tmp_path)
+    assert sorted(widths) == sorted(f.name for f in files)
+    for name, tabulars in widths.items():
+        for natural, fit in tabulars:
+            scale = min(1.0, fit / natural)
+            # 10 pt text shrunk by at most 0.9: every figure in the table reads at >= 9 pt
+            assert scale >= 0.9, (name, natural, fit)
+    assert len(widths["av-summary.tex"]) == 2 and len(widths["av-summary-wide.tex"]) == 1
+    assert len(widths["en-energy.tex"]) == 2  # five groups: 3 + 2 columns
+    print({name: [round(min(1.0, f / w), 3) for w, f in t] for name, t in widths.items()})

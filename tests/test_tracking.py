@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,9 +69,25 @@ def test_summary_is_the_last_logged_value(sparse_run):
     assert summary["grad_norm/block0"] == pytest.approx(last_grad)
     assert summary["grad_norm_epoch_mean/block0"] == pytest.approx(
         sparse_run["summary"]["grad_norm_per_block"]["block0"])
-    # learning-rate curve (LearningRateMonitor): one point per epoch, cosine from 0.08
-    lrs = [r["lr-SGD"] for r in rows if "lr-SGD" in r]
-    assert len(lrs) == 2 and lrs[0] == pytest.approx(0.08) and lrs[1] < lrs[0]
+    # best.ckpt is chosen on the max val/acc: so is the runs table's val/acc (define_metric)
+    val_acc = [r["val/acc"] for r in rows if "val/acc" in r]
+    assert len(val_acc) == 2 and summary["val/acc"]["max"] == pytest.approx(max(val_acc))
+    assert summary["best/val_acc"] == pytest.approx(max(val_acc))
+    assert summary["best/epoch"] == int(np.argmax(val_acc))
+    metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
+    best = metrics.loc[metrics["val/acc"].idxmax()]
+    assert summary["best/energy_uj_per_image"] == pytest.approx(best["val/energy_uj_per_image"])
+    # per-epoch validation spikes per probe as curves; test numbers only in the summary
+    curves = [r for r in rows if "val_spikes/sum1" in r]
+    layers = pd.read_csv(sparse_run["record_dir"] / "layers.csv")
+    expected = layers[(layers.split == "val") & (layers.probe == "sum1")]["spikes_per_image"]
+    assert [r["val_spikes/sum1"] for r in curves] == pytest.approx(list(expected))
+    assert sum(k.startswith("val_spikes/") for k in curves[0]) == 28  # every probe
+    assert not any(k.startswith("test/") for r in rows for k in r)
+    assert summary["test/spikes/sum1_per_image"] == pytest.approx(
+        sparse_run["summary"]["spikes_per_image"]["sum1"])
+    # console captured (the Logs tab), offline too
+    assert (sparse_run["folder"] / "files" / "output.log").is_file()
     assert summary["test_acc"] == pytest.approx(sparse_run["summary"]["test_acc"])
     metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
     assert sparse_run["summary"]["val_acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
@@ -155,3 +172,54 @@ def test_system_metrics_switch_and_trial_names(tmp_path):
     assert off._wandb_init["job_type"] == "sweep-trial"
     cfg = tiny_config(tmp_path, study="avalanche", arch="sew_resnet18", seed=1)
     assert run_name(cfg, 7) == "avalanche/sew_resnet18-T1N4-seed1-t0007"
+
+
+def test_every_artifact_entry_lies_in_the_run_record_and_travels_with_a_copy(sparse_run,
+                                                                              tmp_path):
+    """Staged files and checkpoints are inside results/ (absolute paths): a copy of results/
+    made elsewhere, with the original renamed away, holds every file the .wandb log names."""
+    import shutil
+
+    results = sparse_run["record_dir"].parents[2].resolve()
+    copy = tmp_path / "elsewhere" / "results"
+    shutil.copytree(results, copy)
+    moved = results.with_name(results.name + "-renamed")
+    results.rename(moved)
+    try:
+        log = wandb_log(copy / sparse_run["folder"].relative_to(results))
+        records = [json.loads(x) for x in inspect(log).splitlines() if x.strip()]
+        entries = [c for a in of_type(records, "artifact") for c in a["manifest"]["contents"]]
+        assert len(entries) >= 5 + 2  # the record's five files, two checkpoints, tables
+        for entry in entries:
+            path = Path(entry["local_path"])
+            assert path.is_absolute(), entry
+            assert (copy / path.relative_to(results)).is_file(), entry  # in the copy
+            assert not path.exists()  # the original is gone: nothing is read from it
+    finally:
+        moved.rename(results)
+
+
+def test_model_artifacts_are_opt_in_for_sweep_trials(tmp_path):
+    import wandb
+
+    from bench.tracking import finish
+
+    record = tmp_path / "study" / "runs" / "t1"
+    record.mkdir(parents=True)
+    for name in ("summary.json", "best.ckpt"):
+        (record / name).write_text(name)
+    types = {}
+    for trial, wanted in ((3, None), (3, True), (None, None)):
+        run = wandb.init(mode="offline", dir=str(tmp_path), project="t",
+                         settings=wandb.Settings(silent=True, x_disable_stats=True))
+        folder = Path(run.dir).parent
+
+        class Logger:  # finish() reads only .experiment
+            experiment = run
+
+        finish(Logger(), {"status": "completed", "trial": trial,
+                          "config": {"wandb_model_artifacts": wanted}}, record)
+        records = [json.loads(x) for x in inspect(wandb_log(folder)).splitlines() if x.strip()]
+        types[(trial, wanted)] = sorted(a["type"] for a in of_type(records, "artifact"))
+    assert types == {(3, None): ["run-record"], (3, True): ["model", "run-record"],
+                     (None, None): ["model", "run-record"]}

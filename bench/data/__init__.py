@@ -20,12 +20,16 @@ from bench.registry import DATASETS
 
 # a datamodule class (with check_available(cfg) and from_config(cfg)), or FakeData, which picks
 # one by `fake_like`; `fakeable`: dataset=fake can stand in for it (same shapes, generated);
-# `label`: its name in the paper and report tables
-DATASETS.register("digits")(DigitsDataModule)
-DATASETS.register("cifar10", fakeable=True, label="CIFAR-10")(CIFAR10DataModule)
-DATASETS.register("cifar100", fakeable=True, label="CIFAR-100")(CIFAR100DataModule)
-DATASETS.register("cifar10dvs", fakeable=True, label="CIFAR10-DVS")(CIFAR10DVSDataModule)
-DATASETS.register("fake")(FakeData)
+# `label`: its name in the paper and report tables; `reads`: the config keys it acts on beyond
+# the common ones (a report shows them only for runs on it; fake adds its fake_like set's)
+DATASETS.register("digits", reads=())(DigitsDataModule)
+DATASETS.register("cifar10", fakeable=True, label="CIFAR-10",
+                  reads=("data_root", "download", "gpu_resident"))(CIFAR10DataModule)
+DATASETS.register("cifar100", fakeable=True, label="CIFAR-100",
+                  reads=("data_root", "download", "gpu_resident"))(CIFAR100DataModule)
+DATASETS.register("cifar10dvs", fakeable=True, label="CIFAR10-DVS",
+                  reads=("data_root", "download", "image_size"))(CIFAR10DVSDataModule)
+DATASETS.register("fake", reads=("fake_like", "fake_images"))(FakeData)
 
 
 def _datamodule_cls(cfg: RunConfig) -> type[L.LightningDataModule] | type[FakeData]:

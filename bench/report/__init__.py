@@ -107,20 +107,10 @@ def _completed(records: Records) -> pd.DataFrame:
     return done.reset_index(drop=True)
 
 
-def _status_sentence(records: Records) -> str:
-    counts = records.status_counts()
-    used = counts.get(schema.COMPLETED, 0)
-    others = [f"{n} {s}" for s, n in counts.items() if s != schema.COMPLETED]
-    total = len(records.runs)
-    text = f"{total} run record{'s' if total != 1 else ''}: {used} completed (used)"
-    return text + (f"; {', '.join(others)} (counted, not used)." if others else ".")
-
-
 def _write_runs(records: Records, keys: list[str], out: Path, page: Page) -> list[Path]:
     """Every record (any status) as one CSV row, and the counts on the page."""
-    page.text(_status_sentence(records))
-    page.text("Rows are grouped by: " + (", ".join(keys) or "nothing (one group)")
-              + "; each row aggregates its seeds (mean, std with ddof 1, count).")
+    # the counts and the grouping keys are in the header: said once
+    page.text("Each row of a table aggregates its seeds (mean, std with ddof 1, count).")
     bad = records.runs[records.runs[schema.STATUS] != schema.COMPLETED]
     page.bullets([f"{r.uid} ({r.status}): {r.error}" if isinstance(r.error, str) and r.error
                   else f"{r.uid} ({r.status})" for r in bad.itertuples()])

@@ -12,11 +12,19 @@ import time
 
 import pandas as pd
 
+import dataclasses
+import json
+from pathlib import Path
+
 from bench import schema
 from bench.report.load import ENERGY_KEYS, NOT_GROUPING, Records
 
 # Shown on lines of their own, not among the fixed settings.
 OWN_LINES = ("dataset", "epochs") + ENERGY_KEYS
+# Keys that change what a run keeps or shows, never a number in the report.
+BOOKKEEPING = ("wandb_system_metrics", "wandb_model_artifacts", "checkpoint", "record",
+               "progress_bar")
+LIBRARIES = ("torch", "lightning", "spikingjelly", "wandb", "optuna")
 
 
 def build_time() -> str:
@@ -33,7 +41,8 @@ def header_lines(records: Records, done: pd.DataFrame, keys: list[str]) -> list[
             f"Grouped by (varies across the runs): {', '.join(keys) or 'nothing'}.",
             f"Fixed settings (the same in every run used): {fixed_settings(records, done, keys)}.",
             f"Energy settings: {_values(done, 'energy_settings', sep='; ')}.",
-            f"bench commit: {_commits(done)}; report built {build_time()}.",
+            f"bench commit: {_commits(done)}; libraries: {library_versions(done)}; report built "
+            f"{build_time()}.",
             runs_line(records)]
 
 
@@ -52,15 +61,70 @@ def _plain(v) -> str:
 
 
 def fixed_settings(records: Records, done: pd.DataFrame, keys: list[str]) -> str:
-    """key=value for every config key with one value across the runs used."""
+    """key=value for every config key with one value across the runs used that acts on them:
+    a data set's own keys only for runs on it, an architecture's options (ResNet's stem,
+    shortcut) only for architectures that have them, neuron keys only for spiking runs."""
+    idle = inert_keys(done)
     out = []
     for key in records.config_keys:
-        if key in keys or key in NOT_GROUPING or key in OWN_LINES or key not in done.columns:
+        if key in keys or key in NOT_GROUPING or key in OWN_LINES or key not in done.columns \
+                or key in idle:
             continue
         values = done[key].map(lambda v: "null" if v is None or v != v else _plain(v))
         if values.nunique() == 1 and len(values):
-            out.append(f"{key}={values.iloc[0]}")
+            value = values.iloc[0]
+            if key == "lr" and value == "null":  # the optimizer's default, as the run used it
+                value = _default_lr(done)
+            out.append(f"{key}={value}")
     return ", ".join(out) or "none"
+
+
+def inert_keys(done: pd.DataFrame) -> set[str]:
+    """Config keys that act on none of the runs (the registries say which keys apply)."""
+    from bench.config import ARCH_OPTIONS
+    from bench.neurons.settings import NeuronSettings
+    from bench.registry import ARCHITECTURES, DATASETS
+
+    idle = set(BOOKKEEPING)
+    datasets = [str(d) for d in done.get("dataset", pd.Series(dtype=object)).dropna().unique()]
+    if "fake" in datasets and "fake_like" in done.columns:
+        datasets += [str(d) for d in done.loc[done["dataset"] == "fake", "fake_like"].unique()]
+    every = {k for d in DATASETS.names() for k in DATASETS.meta(d, "reads", ())}
+    read = {k for d in datasets for k in DATASETS.meta(d, "reads", ())}
+    idle |= every - read
+    archs = [str(a) for a in done.get("arch", pd.Series(dtype=object)).dropna().unique()]
+    options = {k for a in archs for k in ARCHITECTURES.meta(a, "options", {}) or {}}
+    idle |= set(ARCH_OPTIONS) - options
+    if archs and not any(ARCHITECTURES.meta(a, "spiking") for a in archs):
+        idle |= {f.name for f in dataclasses.fields(NeuronSettings)} | {"T", "backend"}
+    return idle
+
+
+def _default_lr(done: pd.DataFrame) -> str:
+    from bench.config import RunConfig
+
+    optimizer = str(done["optimizer"].iloc[0]) if "optimizer" in done.columns else "sgd"
+    return f"{RunConfig(optimizer=optimizer).resolved_lr():g} (the {optimizer} default)"
+
+
+def library_versions(done: pd.DataFrame) -> str:
+    """'torch 2.5.1, lightning 2.4.0, ...' from the runs' config.json (`versions`); a library
+    whose version differs between runs lists each with its run count."""
+    seen: dict[str, dict[str, int]] = {}
+    for path in done.get("path", pd.Series(dtype=object)).dropna():
+        try:
+            versions = json.loads((Path(path) / schema.CONFIG_FILE).read_text()).get(
+                "versions") or {}
+        except (OSError, ValueError):
+            continue
+        for lib in LIBRARIES:
+            if lib in versions:
+                seen.setdefault(lib, {}).setdefault(str(versions[lib]), 0)
+                seen[lib][str(versions[lib])] += 1
+    if not seen:
+        return "not recorded"
+    return ", ".join(f"{lib} " + (next(iter(v)) if len(v) == 1 else " / ".join(
+        f"{ver} ({n} runs)" for ver, n in sorted(v.items()))) for lib, v in seen.items())
 
 
 def _commits(done: pd.DataFrame) -> str:

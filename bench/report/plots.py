@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.patches
+import matplotlib.ticker
 import matplotlib.text
 import numpy as np
 import pandas as pd
@@ -36,7 +38,8 @@ STYLE = {
 # No creation date, no library version: the same records give byte-identical files.
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": "bench report", "Producer": None, "CreationDate": None}
-WIDE_RANGE = 30.0  # log y when max/min of the positive values exceeds this
+WIDE_RANGE = 30.0
+COLUMN_MAX_HEIGHT = 4.5  # inches: a one-column figure leaves room for its caption  # log y when max/min of the positive values exceeds this
 
 
 # Paper sizes, saved as PDF: one column (3.5 in, IEEE/ACM two-column layouts) and the full
@@ -63,6 +66,7 @@ def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
         paper = _SIZE.get() != "screen"
         with matplotlib.rc_context(PAPER_STYLE if paper else STYLE):
             fig = func(*args, **kwargs)
+            plain_ticks(fig)
             if paper:
                 enforce_min_font(fig)
             return fig
@@ -82,22 +86,51 @@ def paper_size(size: str) -> Iterator[None]:
 
 def panel_figure(n: int, screen: tuple[float, float], screen_cols: int | None = None,
                  row_height: float = 2.3, paper_cols: int | None = None,
-                 **kw) -> tuple[Figure, list]:
-    """A figure of n panels: at the screen size `screen_cols` per row (default all), at a
-    paper size at most 3 (page) or 1 (column) per row unless `paper_cols` says otherwise,
-    rows `row_height` inches high."""
+                 column_cols: int | None = None, column_row_height: float | None = None,
+                 extra_height: float = 0.4, **kw) -> tuple[Figure, list]:
+    """A figure of n panels laid out for its size, not scaled: at the screen size
+    `screen_cols` per row (default all); one page wide at most `paper_cols` (default 3) per
+    row; one column wide `column_cols` (default 1) per row; rows `row_height` inches high
+    (`column_row_height` at a column), plus `extra_height` for the title and legend."""
     size = _SIZE.get()
     cols = screen_cols or n
     if size == "screen":
         fig = Figure(figsize=screen, layout="constrained")
     else:
-        cols = min(cols, paper_cols or (3 if size == "page" else 1))
+        wanted = (paper_cols or 3) if size == "page" else (column_cols or 1)
+        cols = max(1, min(n, wanted))
         rows = math.ceil(n / cols)
-        fig = Figure(figsize=(PAPER_WIDTHS[size], rows * row_height + 0.4), layout="constrained")
+        height = column_row_height if size == "column" and column_row_height else row_height
+        fig = Figure(figsize=(PAPER_WIDTHS[size], rows * height + extra_height),
+                     layout="constrained")
     axes = np.atleast_1d(fig.subplots(math.ceil(n / cols), cols, squeeze=False, **kw)).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, list(axes[:n])
+
+
+def size_now() -> str:
+    """'screen', 'page' or 'column': the size the figure being built is laid out for."""
+    return _SIZE.get()
+
+
+def legend_below(fig: Figure, axes=None, handles=None, ncol: int | None = None, **kw):
+    """One legend for the figure, under its panels (constrained layout makes room for it), so
+    it never covers data; entries of several panels are merged by label."""
+    if handles is None:
+        found: dict[str, object] = {}
+        for ax in axes if axes is not None else fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                found.setdefault(label, handle)
+        handles = [h for h in found.values()]
+        labels = list(found)
+    else:
+        labels = [h.get_label() for h in handles]
+    if not handles:
+        return None
+    ncol = ncol or {"column": 2, "page": 4}.get(_SIZE.get(), 6)
+    return fig.legend(handles, labels, loc="outside lower center",
+                      ncol=max(1, min(len(handles), ncol)), **kw)
 
 
 def title(fig: Figure, text: str) -> None:
@@ -116,6 +149,31 @@ def enforce_min_font(fig: Figure) -> None:
     for text in fig.findobj(matplotlib.text.Text):
         if text.get_fontsize() < MIN_PAPER_PT:
             text.set_fontsize(MIN_PAPER_PT)
+
+
+def compact_number(value: float, _pos=None) -> str:
+    """Tick text without exponents or offsets: 0.05, 12, 1.5k, 20k, 3M (a true minus sign).
+    matplotlib's log and offset labels set exponents at 0.7x the tick size (4.9 pt at 7 pt)."""
+    if value == 0 or not np.isfinite(value):
+        return "0"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}".replace("-", "\N{MINUS SIGN}")
+    return f"{value:.3g}".replace("-", "\N{MINUS SIGN}")
+
+
+def plain_ticks(fig: Figure) -> None:
+    """Every numeric axis (linear or log) labelled with compact plain numbers; log axes label
+    their decades only."""
+    from matplotlib import ticker
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = axis.get_major_formatter()
+            if isinstance(fmt, (ticker.ScalarFormatter, ticker.LogFormatter)):
+                axis.set_major_formatter(ticker.FuncFormatter(compact_number))
+                if axis.get_scale() == "log":
+                    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _tick_size(ax) -> float:
@@ -180,6 +238,8 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
     (a) spikes per image, with the bound N x T x neurons a multi-level neuron per element
         could emit; (b) spikes per neuron per timestep vs the per-neuron bound N;
     (c) the largest single spike count seen vs N (a SEW sum can exceed it, a barrier cannot).
+    One column wide, (a) and (c) side by side ((b) is (a) divided by the sizes, left out).
+    The legend sits under the panels.
     """
     data = avalanche_data(runs, layers)
     if data.empty:
@@ -187,29 +247,33 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
                        "of the completed runs (VGG and ANN models have none)")
     labels = [lab for lab in order if lab in set(data["label"])]
     color = colors(labels)
-    fig, axes = panel_figure(3, (13.5, 4.2))
-    panels = (("spikes", "spikes_std", "spikes per image"),
-              ("rate", "rate_std", "spikes per neuron per timestep"),
-              ("max_spike", None, "largest spike count z (max over seeds)"))
-    for ax, (col, err, ylabel) in zip(axes, panels):
+    panels = [("spikes", "spikes_std", "spikes per image", "(a) spikes per image"),
+              ("rate", "rate_std", "spikes / neuron / timestep", "(b) per neuron vs N"),
+              ("max_spike", None, "largest spike count z", "(c) largest spike vs N")]
+    if size_now() == "column":
+        panels.pop(1)
+    fig, axes = panel_figure(len(panels), (13.5, 4.6), row_height=2.0, paper_cols=3,
+                             column_cols=2, extra_height=0.9)
+    ks = sorted(data["k"].unique())
+    for ax, (col, err, ylabel, name) in zip(axes, panels):
         for lab in labels:
             d = data[data["label"] == lab]
             yerr = d[err].fillna(0).to_numpy(float) if err else None
             cont = ax.errorbar(d["k"].to_numpy(float), d[col].to_numpy(float), yerr=yerr,
-                               marker="o", ms=4, capsize=3, color=color[lab],
+                               marker="o", ms=3.5, capsize=2, color=color[lab],
                                label=f"{lab} ({_runs(d['runs'].max())})")
             cont.lines[0].set_gid(f"series:{lab}")
-        ax.set_xlabel("residual sum (block order)")
+        ax.set_xlabel("residual sum k")
         ax.set_ylabel(ylabel)
-        ax.set_xticks(sorted(data["k"].unique()), [f"sum{k}" for k in sorted(data["k"].unique())])
-    _draw_bounds(axes, data, labels, color)
-    maybe_log(axes[0], np.r_[data["spikes"], data["bound"]])
-    maybe_log(axes[1], np.r_[data["rate"], data["levels"]])
-    axes[0].set_title("(a) spikes per image")
-    axes[1].set_title("(b) per neuron, vs bound N")
-    axes[2].set_title("(c) largest single spike vs N")
-    axes[0].legend(loc="best")
-    axes[2].legend(loc="best")
+        ax.set_title(name)
+        # numbers, not 'sum0sum1...': eight names run together at a paper width
+        ax.set_xticks(ks, [str(k) for k in ks])
+    by_col = {p[0]: ax for p, ax in zip(panels, axes)}
+    _draw_bounds(by_col, data, labels, color)
+    maybe_log(by_col["spikes"], np.r_[data["spikes"], data["bound"]])
+    if "rate" in by_col:
+        maybe_log(by_col["rate"], np.r_[data["rate"], data["levels"]])
+    legend_below(fig, axes, ncol=2 if size_now() == "column" else 4)
     title(fig, "Spike activity at each residual sum along depth (mean ± std over seeds)")
     return fig
 
@@ -218,7 +282,7 @@ def _runs(n: float) -> str:
     return f"{int(n)} run" + ("" if int(n) == 1 else "s")
 
 
-def _draw_bounds(axes, data: pd.DataFrame, labels: list[str], color: dict) -> None:
+def _draw_bounds(by_col: dict, data: pd.DataFrame, labels: list[str], color: dict) -> None:
     """Dashed bounds: one grey line when all groups share them, else one per group."""
     per_group = {lab: data[data["label"] == lab] for lab in labels}
     same = len({tuple(d["bound"].round(6)) for d in per_group.values()}) == 1
@@ -226,15 +290,16 @@ def _draw_bounds(axes, data: pd.DataFrame, labels: list[str], color: dict) -> No
         if d["bound"].notna().any():
             c = "0.4" if same else color[lab]
             name = "bound N·T·neurons" + ("" if same else f" ({lab})")
-            line, = axes[0].plot(d["k"].to_numpy(float), d["bound"].to_numpy(float), ls="--",
-                                 color=c, label=name)
+            line, = by_col["spikes"].plot(d["k"].to_numpy(float), d["bound"].to_numpy(float),
+                                          ls="--", color=c, label=name)
             line.set_gid(f"bound:{lab}")
         if same:
             break
     for n in sorted(data["levels"].dropna().unique()):
-        for ax in axes[1:]:
-            line = ax.axhline(n, ls="--", color="0.4", label=f"bound N={n:g}")
-            line.set_gid(f"bound:N={n:g}")
+        for col in ("rate", "max_spike"):
+            if col in by_col:
+                line = by_col[col].axhline(n, ls="--", color="0.4", label=f"bound N={n:g}")
+                line.set_gid(f"bound:N={n:g}")
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -255,15 +320,20 @@ def block_order(name: str) -> tuple:
 def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
                     max_panels: int = 6) -> Figure:
     """Per-block gradient L2 norm over training, one panel per variant (mean over seeds),
-    and a last panel with each block's norm averaged over training, one series per variant."""
+    and a last panel with each block's norm averaged over training, one series per variant.
+    One legend under the panels: the blocks (colour by depth), then the variants."""
     g = grads[grads["group"].astype(str) != "total"].merge(runs[["uid", "label"]], on="uid")
     if g.empty:
         raise SkipPlot("no per-block gradient norms (grads.csv) in the completed runs")
     labels = [lab for lab in order if lab in set(g["label"])]
     blocks = sorted(g["group"].astype(str).unique(), key=block_order)
-    shown = labels[:max_panels]
-    fig, axes = panel_figure(len(shown) + 1, (3.3 * (len(shown) + 1) + 0.5, 3.8), sharey=True,
-                       row_height=1.9)
+    size = size_now()
+    shown = labels[:max_panels if size != "column" else 3]
+    n = len(shown) + 1
+    legend_rows = math.ceil((len(blocks) + len(labels)) / (3 if size == "column" else 6))
+    fig, axes = panel_figure(n, (3.3 * n + 0.5, 4.6), sharey=True, row_height=1.9,
+                             paper_cols=4, column_cols=2, column_row_height=1.55,
+                             extra_height=0.75 + 0.14 * legend_rows)
     cmap = matplotlib.colormaps["viridis"]
     shade = {b: cmap(i / max(len(blocks) - 1, 1)) for i, b in enumerate(blocks)}
     curve = g.groupby(["label", "group", "step"], sort=True)["grad_norm"].mean().reset_index()
@@ -272,23 +342,29 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
             d = curve[(curve["label"] == lab) & (curve["group"] == b)]
             ax.plot(d["step"].to_numpy(float), d["grad_norm"].to_numpy(float), color=shade[b],
                     lw=1.2, label=b)
-        ax.set_title(lab, fontsize=9)
+        ax.set_title(lab, fontsize=9 if size == "screen" else None)
         ax.set_xlabel("training step")
     axes[0].set_ylabel("gradient L2 norm")
-    axes[0].legend(ncol=2, fontsize=6, title="block", title_fontsize=7)
-    _gradient_summary(axes[-1], g, labels, blocks)
+    variants = _gradient_summary(axes[-1], g, labels, blocks)
     maybe_log(axes[0], g["grad_norm"].to_numpy())
+    for ax in axes[:-1]:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
+    block_lines = [matplotlib.lines.Line2D([], [], color=shade[b], lw=1.5, label=b)
+                   for b in blocks]
+    legend_below(fig, handles=block_lines + variants, ncol=3 if size == "column" else 6)
     note = "" if len(shown) == len(labels) else f" (first {len(shown)} of {len(labels)} variants)"
     title(fig, f"Per-block gradient norm over training{note}")
     return fig
 
 
-def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str]) -> None:
-    """Mean over training per block and run, then mean ± std over seeds."""
+def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str]) -> list:
+    """Mean over training per block and run, then mean ± std over seeds; returns the
+    variants' legend handles."""
     per_run = g.groupby(["label", "uid", "group"])["grad_norm"].mean().reset_index()
     stats = per_run.groupby(["label", "group"])["grad_norm"].agg(["mean", "std", "count"])
     color = colors(labels)
     pos = {b: i for i, b in enumerate(blocks)}
+    handles = []
     for lab in labels:
         d = stats.loc[lab].reset_index()
         d = d.assign(x=d["group"].map(pos)).sort_values("x")
@@ -296,10 +372,11 @@ def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str])
                            yerr=d["std"].fillna(0).to_numpy(float), marker="o", ms=3,
                            capsize=2, color=color[lab], label=lab)
         cont.lines[0].set_gid(f"series:{lab}")
-    ax.set_xticks(range(len(blocks)), blocks, rotation=60, fontsize=7)
+        handles.append(cont)
+    ax.set_xticks(range(len(blocks)), blocks, rotation=90)
     ax.set_xlabel("block (depth order)")
-    ax.set_title("mean over training", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("mean over training")
+    return handles
 
 
 # ----------------------------------------------------------------------------- levels
@@ -316,38 +393,59 @@ def levels_figure(agg: pd.DataFrame, facets: list[str]) -> Figure:
     if not groups:
         raise SkipPlot("no architecture has more than one (T, N) cell")
     Ts, Ns = sorted(agg["T"].unique()), sorted(agg["N"].unique())
+    size = size_now()
+    # a column holds the facets' rows within COLUMN_MAX_HEIGHT; a page 2 facets per row
+    row_h = min(1.75, (COLUMN_MAX_HEIGHT - 0.5) / len(groups)) if size == "column" else 1.9
     fig, flat = panel_figure(2 * len(groups), (9.5, 3.4 * len(groups) + 0.4), screen_cols=2,
-                       row_height=2.5)
+                             row_height=row_h, paper_cols=4, column_cols=2, extra_height=0.45)
     axes = [flat[2 * i:2 * i + 2] for i in range(len(groups))]
     panels = (("test_acc_pct_mean", "accuracy (%)", "viridis"),
               (f"{schema.ENERGY_UJ_PER_IMAGE}_mean", "energy (µJ / image)", "magma_r"))
     for row, (name, d) in zip(axes, groups):
-        facet = ", ".join(f"{k}={v}" for k, v in zip(facets, np.atleast_1d(name)))
+        facet = ", ".join(_facet_value(k, v) for k, v in zip(facets, np.atleast_1d(name)))
         for ax, (col, unit, cmap) in zip(row, panels):
             grid = d.pivot_table(index="T", columns="N", values=col, aggfunc="mean")
             grid = grid.reindex(index=Ts, columns=Ns)
             im = ax.imshow(grid.to_numpy(float), origin="lower", cmap=cmap, aspect="auto")
             im.set_gid(f"heatmap:{col}:{facet}")
-            _annotate(ax, grid, 1 if col.startswith("test_acc") else None)
-            ax.set_xticks(range(len(Ns)), [str(n) for n in Ns])
-            ax.set_yticks(range(len(Ts)), [str(t) for t in Ts])
-            ax.set_xlabel("N (spike levels per timestep)")
+            _annotate(ax, grid, 1 if col.startswith("test_acc") else None, size != "screen")
+            ax.set_xticks(range(len(Ns)), [_fmt_tick(n) for n in Ns])
+            ax.set_yticks(range(len(Ts)), [_fmt_tick(t) for t in Ts])
+            ax.set_xlabel("N (levels)" if size != "screen" else "N (spike levels per timestep)")
             ax.set_ylabel("T (timesteps)")
-            ax.set_title(f"{unit}" + (f" — {facet}" if facet else ""), fontsize=9)
+            if size == "screen":
+                ax.set_title(f"{unit}" + (f" — {facet}" if facet else ""), fontsize=9)
+            else:  # the facet on a line of its own: a panel is ~1.6 in wide
+                ax.set_title(f"{facet}\n{unit}" if facet else unit)
             ax.grid(False)
-            fig.colorbar(im, ax=ax, label=unit)
+            bar = fig.colorbar(im, ax=ax, label=unit if size == "screen" else None)
+            bar.ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
     title(fig, "Latency / levels trade: T x N (mean over seeds)")
     return fig
 
 
-def _annotate(ax, grid: pd.DataFrame, digits: int | None) -> None:
+def _facet_value(key: str, value) -> str:
+    from bench.report.tables import display_arch
+
+    return display_arch(value) if key == "arch" else f"{key}={_fmt_tick(value)}"
+
+
+def _fmt_tick(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _annotate(ax, grid: pd.DataFrame, digits: int | None, paper: bool = False) -> None:
+    """Each cell's value on it; at a paper size in at most 4 characters (1.4k), so a cell a
+    quarter of a 1.6 in panel wide holds it."""
     values = grid.to_numpy(float)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
                 v = values[i, j]
-                ax.text(j, i, fmt_number(v, digits), ha="center",
-                        va="center", fontsize=8, color="white",
+                text = (compact_number(float(f"{v:.2g}")) if paper and abs(v) >= 100
+                        else fmt_number(v, digits) if not paper
+                        else f"{v:.{0 if abs(v) >= 10 else 1}f}")
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white",
                         bbox={"boxstyle": "round,pad=0.1", "fc": "black", "alpha": 0.35, "lw": 0})
 
 
@@ -407,10 +505,16 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
     d["category"] = [energy_category(n) for n in d["N"].astype(float)]
     d["rank"] = d["category"].map(CATEGORIES.index)
     d = d.sort_values("rank", kind="stable")
-    size = _SIZE.get()
+    size = size_now()
+    # bars a readable pitch apart; a column stacks (a) over (b), each with its row labels
+    pitch = 0.18 if size == "column" else 0.17
+    ncol = {"column": 2, "page": 4}.get(size, 6)
+    entries = d["category"].nunique() + sum(
+        d[f"energy_{t}_uj_mean"].notna().any() for t in ALL_ENERGY_TERMS)
     fig, (ax, ax_share) = panel_figure(
-        2, (11.0, 1.8 + 0.4 * len(d)), row_height=1.1 + 0.17 * len(d), paper_cols=2,
-        sharey=True)
+        2, (11.0, 1.8 + 0.4 * len(d)), row_height=0.55 + pitch * len(d), paper_cols=2,
+        column_cols=1, extra_height=0.6 + 0.13 * math.ceil(entries / ncol),
+        sharey=size != "column")
     y = np.arange(len(d))
     totals = d[f"{energy}_mean"].to_numpy(float)
     std = d[f"{energy}_std"].fillna(0).to_numpy(float)
@@ -423,20 +527,22 @@ def energy_figure(agg: pd.DataFrame) -> Figure:
                     textcoords="offset points", ha="left", va="center", fontsize=8)
     if _wide(totals):
         ax.set_xscale("log")
-    ax.margins(x=0.3)
+        top = float(np.nanmax(totals + std))
+        ax.set_xlim(right=top * 12)  # a decade past the longest bar: room for its value
+    else:
+        ax.margins(x=0.3)
     ax.set_xlabel("µJ per test image" + (" (log)" if ax.get_xscale() == "log" else ""))
     ax.set_title("(a) total")
-    ax.set_yticks(y, list(d["label"]))
-    ax.invert_yaxis()
+    for a_ in (ax, ax_share):
+        a_.set_yticks(y, list(d["label"]))
+        a_.set_ylim(len(d) - 0.5, -0.5)  # first group on top
     terms = _energy_shares(ax_share, d, y)
     shown = [c for c in CATEGORIES if c in set(d["category"])]
     handles = [matplotlib.patches.Patch(color=CATEGORY_COLORS[c], label=f"(a) {c}")
                for c in shown]
     handles += [matplotlib.patches.Patch(color=TERM_COLORS[t],
                                          label=f"(b) {ENERGY_TITLES.get(t, t)}") for t in terms]
-    ncol = {"column": 2, "page": 4}.get(size, 6)
-    fig.legend(handles=handles, loc="outside lower center", fontsize=8,
-               ncol=min(len(handles), ncol))
+    legend_below(fig, handles=handles, ncol=ncol, fontsize=8)
     title(fig, "Energy per test image: " + " vs ".join(shown))
     return fig
 
@@ -481,7 +587,12 @@ def bars_figure(agg: pd.DataFrame, metrics: list[tuple[str, str]], heading: str,
     d = agg[agg[[f"{c}_mean" for c, _ in metrics]].notna().any(axis=1)]
     if d.empty:
         raise SkipPlot("none of the completed runs has " + ", ".join(u for _, u in metrics))
-    fig, axes = panel_figure(len(metrics), (max(4.0, 0.8 * len(d) + 2) * len(metrics), 4.4))
+    size = size_now()
+    # a column stacks the panels over one set of group names (they take ~1 in rotated)
+    fig, axes = panel_figure(len(metrics), (max(4.0, 0.8 * len(d) + 2) * len(metrics), 4.4),
+                             row_height=1.4, paper_cols=3, column_cols=1,
+                             column_row_height=min(1.4, 3.0 / len(metrics)), extra_height=1.5,
+                             sharex=size == "column")
     color = colors(list(d["label"]))
     x = np.arange(len(d))
     for ax, (col, ylabel) in zip(axes, metrics):
@@ -492,8 +603,12 @@ def bars_figure(agg: pd.DataFrame, metrics: list[tuple[str, str]], heading: str,
         if hlines and col in hlines:
             value, name = hlines[col]
             ax.axhline(value, ls="--", color="0.3", label=name)
-            ax.legend(fontsize=8)
-        ax.set_xticks(x, list(d["label"]), rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(x, list(d["label"]), rotation=30, ha="right",
+                      fontsize=8 if size == "screen" else None)
         ax.set_ylabel(ylabel)
+        if size == "column" and ax is not axes[-1]:
+            ax.tick_params(labelbottom=False)
+    if hlines:
+        legend_below(fig, axes)
     title(fig, heading)
     return fig

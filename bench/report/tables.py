@@ -1,14 +1,16 @@
 """Group runs, aggregate over seeds, compare against a baseline row, write md / CSV / LaTeX.
 
 Numbers stay numbers in the CSV (full precision); the markdown, LaTeX and HTML views show
-"mean ± std" strings with the best value of each metric column in bold.
+"mean ± std" strings with the best mean of each metric column in bold where seeds separate it.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,41 +280,193 @@ def _separated(a: pd.Series, b: pd.Series, column: str) -> bool:
     return bool(p < 0.05)
 
 
-# Characters LaTeX's default UTF-8 input can't typeset in text mode (± and µ it can).
-LATEX_UNICODE = {"Δ": r"$\Delta$", "−": r"$-$"}
+# Characters LaTeX's default UTF-8 input can't typeset in text mode (µ it can).
+LATEX_UNICODE = {"Δ": r"$\Delta$", "−": r"$-$", "±": r"$\pm$", "×": r"$\times$"}
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                 "^": r"\textasciicircum{}"}
+# The paper LaTeX views are laid out for: a 10 pt two-column article (IEEE, ACM, NeurIPS-style
+# two-column classes are within a few points): \columnwidth 229.5 pt, \textwidth 469 pt.
+LATEX_WIDTHS_PT = {"column": 229.5, "page": 469.0}
+LATEX_MACRO = {"column": r"\columnwidth", "page": r"\textwidth"}
+TABCOLSEP_PT = 4.0  # tighter than LaTeX's 6 pt: one more column fits a column's width
+TEXT_LINE = 26  # characters of a text cell per line before it wraps
+
+
+def latex_escape(text: str) -> str:
+    out = "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    out = re.sub(r"^-(?=[\d.])", "−", out)  # a leading hyphen of a number is a minus sign
+    for char, command in LATEX_UNICODE.items():
+        out = out.replace(char, command)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _cmr10():
+    """Computer Modern Roman 10 pt, LaTeX's default body font, as matplotlib ships it."""
+    from matplotlib import get_data_path
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(fname=str(Path(get_data_path()) / "fonts" / "ttf" / "cmr10.ttf"),
+                          size=10)
+    return TextToPath(), font
+
+
+@functools.lru_cache(maxsize=4096)
+def text_width_pt(text: str, bold: bool = False) -> float:
+    """Width of `text` typeset by LaTeX at 10 pt, from matplotlib's copy of cmr10 (bold
+    extended digits are 15 % wider; a minus sign is as wide as a plus): lets a table be split
+    before LaTeX sees it; the compile test measures the real width."""
+    paths, font = _cmr10()
+    text = re.sub(r"^-", "+", str(text)).replace("Δ", "D").replace("±", "+").replace("µ", "u")
+    width = paths.get_text_width_height_descent(text, font, ismath=False)[0] if text else 0.0
+    return width * (1.15 if bold else 1.0)
+
+
+def fmt_compact(mean: float, std: float) -> str:
+    """Mean with its std in the units of the last digit, std to two significant digits:
+    92.0(20) is 92.0 ± 2.0, 1100(100) is 1100 ± 100; a single run (NaN std) is the mean only."""
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.{decimals(mean)}f}"
+    if std == 0:
+        return f"{mean:.{decimals(mean)}f}(0)"
+    digits = max(0, 1 - math.floor(math.log10(abs(std))))
+    return f"{mean:.{digits}f}({round(abs(std) * 10 ** digits)})"
+
+
+def _lines(text: str, split: float | None = None) -> list[str]:
+    """A cell's lines: a label wider than `split` pt breaks after its commas and before ' + ';
+    long text wraps at TEXT_LINE characters."""
+    text = str(text)
+    if split and text_width_pt(text) > split:
+        parts = re.split(r"(?<=,) | (?=\+ )", text)
+        lines: list[str] = []
+        for part in parts:
+            if lines and text_width_pt(lines[-1] + " " + part) <= split:
+                lines[-1] += " " + part
+            else:
+                lines.append(part)
+        return lines
+    if len(text) > TEXT_LINE:
+        return textwrap.wrap(text, TEXT_LINE) or [text]
+    return [text]
+
+
+def _cell(lines: list[str] | tuple[str, ...], align: str, bold: bool = False) -> str:
+    body = [latex_escape(line) for line in lines]
+    if bold:
+        body = [f"\\textbf{{{b}}}" for b in body]
+    if len(body) == 1:
+        return body[0]
+    return f"\\begin{{tabular}}[c]{{@{{}}{align}@{{}}}}" + r" \\ ".join(body) + r"\end{tabular}"
+
+
+def _width(lines, bold: bool = False) -> float:
+    return max((text_width_pt(line, bold) for line in lines), default=0.0) + 2 * TABCOLSEP_PT
+
+
+def _chunks(stub: float, widths: list[float], target: float) -> list[list[int]]:
+    """Consecutive data columns in groups that fit `target` beside the stub column (each group
+    a tabular of its own, the stub repeated); a column wider than that alone is alone."""
+    out: list[list[int]] = []
+    used = stub
+    for i, w in enumerate(widths):
+        if out and used + w <= target:
+            out[-1].append(i)
+            used += w
+        else:
+            out.append([i])
+            used = stub + w
+    return out
+
+
+def _tabular(heads: list[list[str]], rows: list[list[list[str]]], bold: list[list[bool]],
+             align: str) -> str:
+    """A booktabs tabular; heads: lines per column, rows: lines per cell."""
+    out = [f"\\begin{{tabular}}{{{align}}}", r"\toprule"]
+    out.append(" & ".join(_cell(h, a) for h, a in zip(heads, align)) + r" \\")
+    out.append(r"\midrule")
+    for cells, marks in zip(rows, bold):
+        out.append(" & ".join(_cell(c, a, b) for c, a, b in zip(cells, align, marks)) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out)
 
 
 @dataclass
 class Table:
-    """A table in three views: numbers (CSV), display strings (md/LaTeX/HTML), bold cells."""
+    """A table in three views: numbers (CSV), display strings (md/HTML), bold cells, and its
+    LaTeX (`tex` cells, `heads` header lines) laid out for a paper's column and page widths.
+
+    The first display column names the rows (display names; ids only in the CSV). `transpose`:
+    in LaTeX the data columns become rows and the row names columns (the sums along depth, the
+    energy terms), so a table of many such columns and few groups fits a column.
+    """
 
     name: str
     numeric: pd.DataFrame
     display: pd.DataFrame
     bold: pd.DataFrame  # same shape as display, True = bold
     sentence: str
-    formats: tuple[str, ...] = ("md", "csv", "tex")
+    formats: tuple[str, ...] = ("md", "csv", "tex")  # + "wide.tex": name-wide.tex
     note: str = ""  # shown under the table (e.g. the energy settings)
+    tex: pd.DataFrame | None = None  # LaTeX cells (compact uncertainties); default: display
+    heads: dict[str, tuple[str, ...]] | None = None  # LaTeX header lines per display column
+    transpose: bool = False
+    corner: str = ""  # the LaTeX stub column's header when transposed
 
     def markdown(self) -> str:
         cells = self.display.mask(self.bold, "**" + self.display + "**")
         return cells.to_markdown(index=False, disable_numparse=True)
 
-    def latex(self) -> str:
-        """A booktabs tabular scaled to the column width; numbers right-aligned."""
-        css = self.bold.replace({True: "textbf:--rwrap;", False: ""})
-        styler = (self.display.style.hide(axis="index")
-                  .apply(lambda _: css, axis=None)
-                  .format(escape="latex").format_index(escape="latex", axis=1))
-        align = "".join("r" if _numeric_column(self.display[c]) else "l"
-                        for c in self.display.columns)
-        tex = styler.to_latex(hrules=True, column_format=align)
-        for char, command in LATEX_UNICODE.items():
-            tex = tex.replace(char, command)
-        note = "".join(f"% {line}\n" for line in (self.sentence, self.note) if line)
-        # never wider than the column, never blown up past its natural width
-        return (f"{note}\\resizebox{{\\ifdim\\width>\\columnwidth\\columnwidth\\else"
-                f"\\width\\fi}}{{!}}{{%\n{tex}}}\n")
+    def latex(self, size: str = "column") -> str:
+        """Booktabs tabulars at the document's font size for a \\columnwidth (size 'column',
+        inside `table`) or a \\textwidth (size 'page', inside `table*`): columns that would not
+        fit are split into further tabulars below the first (the row names repeated), so the
+        \\resizebox, kept as a guard, has nothing or little to shrink."""
+        heads, rows, bold, align = self._grid()
+        stub = max(_width(h) for h in [heads[0]] + [r[0] for r in rows])
+        widths = [max([_width(heads[j])] + [_width(r[j], b[j]) for r, b in zip(rows, bold)])
+                  for j in range(1, len(heads))]
+        macro = LATEX_MACRO[size]
+        blocks = []
+        for chunk in _chunks(stub, widths, LATEX_WIDTHS_PT[size]) if widths else [[]]:
+            cols = [0] + [j + 1 for j in chunk]
+            tab = _tabular([heads[j] for j in cols], [[r[j] for j in cols] for r in rows],
+                           [[b[j] for j in cols] for b in bold], "".join(align[j] for j in cols))
+            blocks.append(f"\\resizebox{{\\ifdim\\width>{macro}{macro}\\else\\width\\fi}}{{!}}"
+                          f"{{%\n{tab}}}")
+        env, other = ("table", f"{self.name}-wide.tex") if size == "column" else (
+            "table*", f"{self.name}.tex")
+        other = other if "wide.tex" in self.formats else ""
+        comments = [self.sentence, self.note,
+                    f"Inside \\begin{{{env}}} ({macro} wide); needs \\usepackage{{booktabs,"
+                    f"graphicx}}" + (f"; the other width: {other}." if other else ".")]
+        note = "".join(f"% {line}\n" for line in comments if line)
+        body = "%\n\\par\\medskip\n".join(blocks)
+        return f"{note}{{\\setlength{{\\tabcolsep}}{{{TABCOLSEP_PT:g}pt}}%\n{body}%\n}}\n"
+
+    def _grid(self) -> tuple[list, list, list, list[str]]:
+        """Header lines, cell lines and bold marks of the LaTeX view (transposed if asked)."""
+        cells = (self.tex if self.tex is not None else self.display).astype(str)
+        heads = self.heads or {}
+        cols = list(cells.columns)
+        head = [list(heads.get(c, (c,))) for c in cols]
+        bold = self.bold[cols].to_numpy(bool)
+        # row names break at 80 pt, or at 50 pt where they head the columns (transposed)
+        split = 50.0 if self.transpose else 80.0
+        data = [[_lines(v, split if j == 0 else None) for j, v in enumerate(row)]
+                for row in cells.to_numpy()]
+        align = ["l"] + ["r" if _numeric_column(self.display[c]) else "l" for c in cols[1:]]
+        if not self.transpose:
+            return head, data, bold.tolist(), align
+        t_head = [[self.corner or cols[0]]] + [row[0] for row in data]
+        t_rows = [[head[j]] + [row[j] for row in data] for j in range(1, len(cols))]
+        t_bold = [[False] + [bool(bold[i][j]) for i in range(len(data))]
+                  for j in range(1, len(cols))]
+        return t_head, t_rows, t_bold, ["l"] + ["r"] * len(data)
 
     def html(self) -> str:
         cells = self.display.map(html.escape)
@@ -321,18 +475,20 @@ class Table:
         return cells.to_html(index=False, escape=False, border=0, na_rep="n/a")
 
     def write(self, folder: Path) -> list[Path]:
+        """name.md, name.csv, name.tex (a column wide), name-wide.tex (`wide.tex`: a page)."""
         folder.mkdir(parents=True, exist_ok=True)
         writers = {"md": lambda: self.markdown() + (f"\n\n{self.note}" if self.note else "")
-                   + "\n", "tex": self.latex,
+                   + "\n", "tex": self.latex, "wide.tex": lambda: self.latex("page"),
                    "csv": lambda: self.numeric.to_csv(index=False, lineterminator="\n")}
         paths = []
         for ext in self.formats:
-            path = folder / f"{self.name}.{ext}"
+            path = folder / (f"{self.name}-{ext}" if ext == "wide.tex" else f"{self.name}.{ext}")
             path.write_text(writers[ext](), encoding="utf-8")
             paths.append(path)
         return paths
 
 
+PAPER_FORMATS = ("md", "csv", "tex", "wide.tex")  # the report's tables: both LaTeX widths
 NUMERIC_CELL = re.compile(r"^(n/a|[+\-−]?[\d,]*\.?\d+( ± [\d,]*\.?\d+)?( ?(%|pp|x))?)?$")
 
 
@@ -340,47 +496,74 @@ def _numeric_column(cells: pd.Series) -> bool:
     return all(NUMERIC_CELL.match(str(c).strip()) for c in cells)
 
 
-def _key_display(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({k: agg[k].map(_fmt_key) for k in keys}, index=agg.index)
+def _group_display(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows' one name: the group's display label (ids stay in the CSV)."""
+    labels = agg["label"] if "label" in agg.columns else add_labels(agg, keys)["label"]
+    return pd.DataFrame({"group": labels.astype(str)}, index=agg.index)
+
+
+METRIC_HEADS = {"test_acc_pct": ("accuracy", "(%)"),
+                schema.SPIKES_TOTAL_PER_IMAGE: ("spikes", "/ image"),
+                schema.ENERGY_UJ_PER_IMAGE: ("energy", "(µJ)")}
+CHANGE_COLUMNS = (("d_acc_pp", "Δ accuracy (pp)", ("Δ acc.", "(pp)")),
+                  ("d_spikes_pct", "Δ spikes (%)", ("Δ spikes", "(%)")),
+                  ("d_energy_pct", "Δ energy (%)", ("Δ energy", "(%)")))
+
+
+def _per_group(agg: pd.DataFrame) -> str:
+    runs = agg["runs"].astype(int).unique()
+    return f" ({runs[0]} per group)" if len(runs) == 1 else ""
 
 
 def summary_table(agg: pd.DataFrame, keys: list[str], n_runs: int,
                   changed: pd.DataFrame | None = None) -> Table:
     """Accuracy, spikes and energy per group (mean ± std over seeds), optional Δ vs baseline."""
-    display = _key_display(agg, keys)
+    display = _group_display(agg, keys)
     display["runs"] = agg["runs"].astype(int).astype(str)
+    # one run count for every group: said in the caption, not a LaTeX column
+    tex = display.copy() if agg["runs"].nunique() > 1 else display.drop(columns="runs")
+    heads = {"group": ("group",), "runs": ("runs",)}
     bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
     numeric = agg[keys + ["runs"]].copy()
     for m in METRICS:
         mean, std = agg[f"{m.column}_mean"], agg[f"{m.column}_std"]
         display[m.title] = [fmt_mean_std(a, b) for a, b in zip(mean, std)]
+        tex[m.title] = [fmt_compact(a, b) for a, b in zip(mean, std)]
+        heads[m.title] = METRIC_HEADS.get(m.column, (m.title,))
         bold[m.title] = best_mask(agg, m.column, m.best)
         numeric[f"{m.column}_mean"], numeric[f"{m.column}_std"] = mean, std
+    base_note = ""
     if changed is not None:
-        for col, title in (("d_acc_pp", "Δ accuracy (pp)"), ("d_spikes_pct", "Δ spikes (%)"),
-                           ("d_energy_pct", "Δ energy (%)")):
+        for col, title, head in CHANGE_COLUMNS:
             digits = 2 if col == "d_acc_pp" else 1
             display[title] = [f"{v:+.{digits}f}" if np.isfinite(v) else "n/a"
                               for v in changed[col].astype(float)]
-            bold[title] = False
+            tex[title], heads[title], bold[title] = display[title], head, False
             numeric[col] = changed[col]
         display["baseline"] = changed["baseline"].fillna("n/a").astype(str)
         bold["baseline"] = False
         numeric["baseline"] = changed["baseline"]
+        bases = changed["baseline"].dropna().unique()
+        if len(bases) == 1:  # named once in the caption, not in every LaTeX row
+            base_note = f" against {bases[0]}"
+        else:
+            tex["baseline"] = display["baseline"]
     groups = len(agg)
     sentence = (f"Test accuracy, total spikes per test image and energy per image of "
                 f"{groups} group{'s' if groups != 1 else ''} ({', '.join(keys)}), "
-                f"mean ± std over seeds, from {n_runs} completed run{'s' if n_runs != 1 else ''}"
-                f"; the best mean of a column in bold where its 95 % interval (Welch) "
-                f"separates it from the runner-up"
-                + ("; Δ columns are relative to the baseline row." if changed is not None
-                   else "."))
+                f"mean ± std over seeds (LaTeX: 92.0(20) is 92.0 ± 2.0), from {n_runs} completed "
+                f"run{'s' if n_runs != 1 else ''}{_per_group(agg)}; the best mean of a column in bold where its 95 % "
+                f"interval (Welch) separates it from the runner-up"
+                + (f"; Δ columns are relative to the baseline row{base_note}."
+                   if changed is not None else "."))
     return Table("summary", numeric.reset_index(drop=True), display.reset_index(drop=True),
-                 bold.reset_index(drop=True), sentence)
+                 bold.reset_index(drop=True), sentence, tex=tex.reset_index(drop=True),
+                 heads=heads, formats=PAPER_FORMATS)
 
 
 def sums_table(layers: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> Table | None:
-    """Spikes per image at each residual sum (sum0..sumK) per group, mean ± std over seeds."""
+    """Spikes per image at each residual sum (sum0..sumK) per group, mean ± std over seeds;
+    in LaTeX one row per sum (depth reads down), one column per group."""
     sums = sum_rows(layers, runs)
     if sums.empty:
         return None
@@ -389,19 +572,24 @@ def sums_table(layers: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> Tab
     wide.columns = names
     merged = runs.set_index("uid")[keys].join(wide, how="inner").reset_index()
     agg = aggregate(merged, keys, names)
-    display = _key_display(agg, keys)
+    if "label" in runs.columns:
+        agg = agg.merge(runs[keys + ["label"]].drop_duplicates(keys), on=keys, how="left")
+    display = _group_display(agg, keys)
     display["runs"] = agg["runs"].astype(str)
+    tex = display.copy()
     bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
     numeric = agg[keys + ["runs"]].copy()
     for n in names:
         display[n] = [fmt_mean_std(a, b) for a, b in zip(agg[f"{n}_mean"], agg[f"{n}_std"])]
+        tex[n] = [fmt_compact(a, b) for a, b in zip(agg[f"{n}_mean"], agg[f"{n}_std"])]
         bold[n] = best_mask(agg, n, "min")
         numeric[f"{n}_mean"], numeric[f"{n}_std"] = agg[f"{n}_mean"], agg[f"{n}_std"]
     sentence = (f"Spikes per test image leaving each residual block (sum0..sum{len(names) - 1}) "
                 f"per group, mean ± std over seeds, from {merged['uid'].nunique()} completed "
                 f"runs with residual probes; fewest in bold where its 95 % interval (Welch) "
                 f"separates it from the runner-up.")
-    return Table("sums", numeric, display, bold, sentence)
+    return Table("sums", numeric, display, bold, sentence, tex=tex, transpose=True,
+                 corner="sum", formats=PAPER_FORMATS)
 
 
 def sum_rows(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -435,8 +623,9 @@ def energy_table(agg: pd.DataFrame, keys: list[str], n_runs: int) -> Table | Non
     cols = [c for c in ENERGY_PARTS if agg[f"{c}_mean"].notna().any()] + ["energy_total_uj"]
     if agg[[f"{c}_mean" for c in cols]].isna().all().all():
         return None
-    display = _key_display(agg, keys)
+    display = _group_display(agg, keys)
     display["runs"] = agg["runs"].astype(str)
+    heads = {"runs": ("runs",)}
     bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
     numeric = agg[keys + ["runs"]].copy()
     note, mixed = energy_settings_note(agg)
@@ -449,12 +638,14 @@ def energy_table(agg: pd.DataFrame, keys: list[str], n_runs: int) -> Table | Non
         term = c[len("energy_"):-len("_uj")]
         title = f"{ENERGY_TITLES.get(term, term)} (µJ)"
         display[title] = agg[f"{c}_mean"].map(fmt_number)
+        heads[title] = (ENERGY_TITLES.get(term, term),)
         bold[title] = best_mask(agg, c, "min") if c == "energy_total_uj" else False
         numeric[f"{c}_mean"] = agg[f"{c}_mean"]
     if "energy_settings" in agg.columns:
         numeric["energy_settings"] = agg["energy_settings"]
     sentence = (f"Energy per test image split into the terms of the energy model (arithmetic, "
                 f"addressing and memory accesses; a term the model lacks is n/a), mean over "
-                f"seeds, {len(agg)} groups from {n_runs} completed runs; lowest total in bold where "
-                f"its 95 % interval (Welch) separates it from the runner-up.")
-    return Table("energy", numeric, display, bold, sentence, note=note)
+                f"seeds, {len(agg)} groups from {n_runs} completed runs; lowest total in bold where its 95 % interval "
+                f"(Welch) separates it from the runner-up.")
+    return Table("energy", numeric, display, bold, sentence, note=note, heads=heads,
+                 transpose=True, corner="µJ / image", formats=PAPER_FORMATS)

@@ -80,6 +80,11 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
         _remove_empty(created)
         raise
     resolved = spec.to_dict()
+    if sets and resolved.get("description"):  # the file's words may name what --set changed
+        resolved["description"] = (f"{resolved['description']} [the sweep file's description; "
+                                   f"run with --set {' '.join(sets)}: the parameters below are "
+                                   f"the values used]")
+    study.set_user_attr("description", resolved.get("description"))
     _save_yaml(study_dir / "sweep.yaml", resolved)
     sid = study_id(store, spec.name)
     requeued = recover(study, store, spec, retry=True)
