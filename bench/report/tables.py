@@ -319,7 +319,9 @@ def text_width_pt(text: str, bold: bool = False) -> float:
     extended digits are 15 % wider; a minus sign is as wide as a plus): lets a table be split
     before LaTeX sees it; the compile test measures the real width."""
     paths, font = _cmr10()
-    text = re.sub(r"^-", "+", str(text)).replace("Δ", "D").replace("±", "+").replace("µ", "u")
+    # cmr10 lacks these glyphs: stand-ins of the same width, so matplotlib warns of nothing
+    text = (re.sub(r"^-", "+", str(text)).replace("Δ", "D").replace("±", "+").replace("µ", "u")
+            .replace("−", "+").replace("–", "-").replace("×", "+"))
     width = paths.get_text_width_height_descent(text, font, ismath=False)[0] if text else 0.0
     return width * (1.15 if bold else 1.0)
 
