@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from bench.energy.settings import RUN_KEYS as ENERGY_RUN_KEYS
+from bench.energy.settings import EnergySettingError, EnergySettings
 from bench.errors import BenchError
 from bench.neurons.settings import DEFAULT_T, NeuronSettingError, NeuronSettings, check_T
 from bench.plugins import load_plugins, recorded
@@ -45,6 +47,9 @@ MAX_YAML_DEPTH = 32  # nesting levels of a config or sweep file (a sweep needs 4
 
 
 _NEURON = NeuronSettings()  # the neuron keys' defaults, declared once (bench.neurons.settings)
+# the energy keys' defaults, declared once (bench.energy.settings; read without building an
+# instance: its check looks the energy model up in the registry, which imports bench.energy)
+_ENERGY = EnergySettings.defaults()
 
 
 @dataclass(frozen=True)
@@ -96,15 +101,16 @@ class RunConfig:
     # probes
     probes: bool = True
     grad_every: int = 10  # gradient norms every k training steps
-    # energy (bench.energy.EnergySettings checks these; README "Energy" explains them)
-    energy_model: str = "lemaire"
-    energy_counting: str = "packet"  # packet: ceil(z / N_in) events; event: one per non-zero z
-    energy_multilevel_op: str = "mac"  # a multi-level spike event priced as a MAC or an AC
-    energy_mem_bits: int = 32
-    energy_sram: str = "qualia"
-    energy_fifo: int = 1000
-    energy_buffers: str = "timestep"  # buffers sized per image and timestep, or per forward call
-    energy_preset: str = "horowitz45"  # arithmetic of the `simple` model only
+    # energy: energy_<f> for f in bench.energy.settings.RUN_KEYS, fields of EnergySettings,
+    # which declares and checks them (README "Energy" explains them)
+    energy_model: str = _ENERGY["model"]
+    energy_counting: str = _ENERGY["counting"]
+    energy_multilevel_op: str = _ENERGY["multilevel_op"]
+    energy_mem_bits: int = _ENERGY["mem_bits"]
+    energy_sram: str = _ENERGY["sram"]
+    energy_fifo: int = _ENERGY["fifo"]
+    energy_buffers: str = _ENERGY["buffers"]
+    energy_preset: str = _ENERGY["preset"]
     # tracking
     wandb: str = "offline"
     wandb_system_metrics: bool = True  # CPU/GPU/memory charts in the W&B run (a sampler thread)
@@ -140,15 +146,9 @@ class RunConfig:
         """Timesteps and levels as run ids and W&B names show them: T1N4, or ANN."""
         return f"T{self.T}N{self.N}" if self.spiking else "ANN"
 
-    def energy_settings(self):
-        """The run's bench.energy.EnergySettings (ValueError naming a bad value)."""
-        from bench.energy import EnergySettings  # late: bench.energy imports torch
-
-        return EnergySettings(model=self.energy_model, counting=self.energy_counting,
-                              multilevel_op=self.energy_multilevel_op,
-                              mem_bits=self.energy_mem_bits, sram=self.energy_sram,
-                              fifo=self.energy_fifo, buffers=self.energy_buffers,
-                              preset=self.energy_preset)
+    def energy_settings(self) -> EnergySettings:
+        """The run's bench.energy.EnergySettings (EnergySettingError naming a bad field)."""
+        return EnergySettings(**{k: getattr(self, f"energy_{k}") for k in ENERGY_RUN_KEYS})
 
     def replace(self, **changes: Any) -> "RunConfig":
         return build_config(self.to_dict(), changes)
@@ -292,9 +292,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         cfg.neuron_settings()
     except NeuronSettingError as exc:
         raise BenchError(f"config key '{exc.key}': {exc.detail}") from None
-
-    from bench.energy import EnergySettingError  # late: bench.energy imports torch
-
     try:
         cfg.energy_settings()
     except EnergySettingError as exc:

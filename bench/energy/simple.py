@@ -8,7 +8,8 @@ element, from a buffer of the layer's weights + one bias per output channel; one
 event, into a buffer of the neuron layer's size; an ANN writes every synaptic-layer output
 element instead. Synaptic ops are exact receptive-field counts (conv(z, ones)); an input off the
 spike grid (after average pooling) counts as accumulates of its unrounded value (value counting;
-event counting counts its entries that round to a non-zero spike). No addressing,
+event and packet counting count its entries that round to a non-zero spike; packet counts a
+spike input z as ceil(z / N_in)). No addressing,
 input reads, FIFO or reset adds.
 """
 
@@ -33,9 +34,10 @@ def simple(counts: Counts, settings: EnergySettings) -> EnergyReport:
     table: dict[str, dict[str, float]] = {}
     for l, c in counts.layers:
         analog = l.flagged_analog or not counts.spiking
+        packet = c["exact_packet"] if settings.counting == "packet" else c["exact_nonzero"]
         ac = 0.0 if analog else (
             c["exact_value"] + c["offgrid_exact_value"] if value
-            else c["exact_nonzero"] + c["offgrid_exact_nonzero"])
+            else packet + c["offgrid_exact_nonzero"])
         mac = (c["analog_outputs"] - c["offgrid_outputs"]) * l.fan_in
         outputs = c["spike_outputs"] + c["analog_outputs"]
         access = _word_pj(l.weights + l.out_channels)

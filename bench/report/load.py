@@ -23,6 +23,8 @@ import yaml
 
 from bench import schema
 from bench.config import RunConfig, upgrade_limits
+from bench.energy import TERMS
+from bench.energy.settings import RUN_KEYS as ENERGY_RUN_KEYS
 from bench.errors import BenchError
 from bench.models import ARCHITECTURES, is_spiking
 
@@ -34,16 +36,16 @@ NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_
                 "download", "num_workers", "progress_bar", "backend")
 # summary.json scalars copied onto the run row as they are.
 SUMMARY_SCALARS = schema.SUMMARY_SCALARS
-# Energy breakdown terms (uJ per image) -> run-row columns energy_<term>_uj. The current model
-# (summary `energy.breakdown_uj_per_image`) has the first eight; records written before 0.2
+# Energy breakdown terms (uJ per image) -> run-row columns energy_<term>_uj. The current models
+# (summary `energy.breakdown_uj_per_image`) have bench.energy's TERMS; records written before 0.2
 # (the "simple" model) have one arithmetic term and four memory parts, mapped as OLD_PARTS says.
-ENERGY_TERMS = ("ac", "mac", "addressing", "weights", "bias", "potentials", "inputs", "outputs")
+ENERGY_TERMS = TERMS
 OLD_PARTS = {"weights": "weights", "membrane": "potentials", "bias": "bias", "outputs": "outputs"}
 ALL_ENERGY_TERMS = ("arithmetic",) + ENERGY_TERMS
 OLD_MODEL = "simple (pre-0.2)"
-# config.json keys that describe the energy estimate (current, then pre-0.2 records)
-ENERGY_KEYS = ("energy_model", "energy_counting", "energy_multilevel_op", "energy_mem_bits",
-               "energy_sram", "energy_fifo", "energy_buffers", "energy_preset")
+# config.json keys that describe the energy estimate (the run config's energy_* keys; older
+# records lack the newer ones)
+ENERGY_KEYS = tuple(f"energy_{k}" for k in ENERGY_RUN_KEYS)
 NO_SUMMARY = "no summary"  # the run row's status when its folder has no summary.json yet
 SUM_PROBE = re.compile(r"^sum(\d+)$")
 # layers.csv and grads.csv as rows of Records.layers / .grads (the split and epoch are chosen)
