@@ -184,28 +184,27 @@ def read_checkpoint(path: Path, hint: str = RESUME_HINT) -> dict[str, Any]:
     BenchError in one line naming the file when it is empty, truncated, damaged or not
     bench's. Zip integrity first: torch.load of a cut file fails with IndexError, EOFError or
     a miniz message that say nothing of the file."""
-    what = f"{path}: "
+    what = f"{path}: not a readable bench checkpoint"
     try:
         if path.stat().st_size == 0:
-            raise BenchError(f"{what}empty file (0 bytes); {hint}")
+            raise BenchError(f"{what} (empty file, 0 bytes); {hint}")
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()  # every member's CRC: a truncated or flipped file fails here
     except zipfile.BadZipFile:
-        raise BenchError(f"{what}truncated or not a checkpoint (no zip directory); "
+        raise BenchError(f"{what} (truncated, or not a checkpoint: no zip directory); "
                          f"{hint}") from None
     except (OSError, EOFError, ValueError) as exc:
-        raise BenchError(f"{what}unreadable ({type(exc).__name__}: {exc}); {hint}") from None
+        raise BenchError(f"{what} ({type(exc).__name__}: {exc}); {hint}") from None
     if bad is not None:
-        raise BenchError(f"{what}damaged (CRC of {bad} fails); {hint}")
+        raise BenchError(f"{what} (damaged: the CRC of {bad} fails); {hint}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise BenchError(f"{what}not a readable bench checkpoint ({type(exc).__name__}); "
-                         f"{hint}") from None
+        raise BenchError(f"{what} ({type(exc).__name__}); {hint}") from None
     hp = state.get("hyper_parameters") if isinstance(state, dict) else None
     if not (isinstance(hp, dict) and isinstance(hp.get("config"), dict)
             and isinstance(state.get("state_dict"), dict)):
-        raise BenchError(f"{what}not a bench checkpoint (no saved config or weights); {hint}")
+        raise BenchError(f"{what} (no saved config or weights); {hint}")
     return state
 
 
