@@ -213,9 +213,12 @@ def config_diff(checkpoint: dict[str, Any], saved: dict[str, Any],
     """'KEY A in the checkpoint vs B in config.json' for each config key that differs."""
     from bench.config import keys
 
+    def plain(value: Any) -> Any:  # as config.json holds it (a tuple is a list there)
+        return json.loads(json.dumps(value, default=str))
+
     out = []
     for key in names or tuple(k for k in keys() if k not in PLACE_KEYS):
-        a, b = checkpoint.get(key), saved.get(key)
+        a, b = plain(checkpoint.get(key)), plain(saved.get(key))
         if key in checkpoint and key in saved and a != b:
             out.append(f"{key} {a!r} in the checkpoint vs {b!r} in {schema.CONFIG_FILE}")
     return out

@@ -272,7 +272,8 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_completes_it(
 
     d = tmp_path / "default" / "runs" / "full"
     calls: list = []
-    # 2 saves per epoch (last, best): the disk fills up at epoch 1's last.ckpt
+    # 2 saves per epoch (last, best): the disk fills up at epoch 1's last.ckpt (its rows are
+    # written: 2 epochs trained, 1 checkpointed; resuming redoes epoch 1)
     monkeypatch.setattr(checkpoint.torch, "save", _torch_save_failing(torch.save, calls, 3, True))
     args = ["run", *_sets({**QUICK, "progress_bar": False}), "--set", "run_id=full",
             "--results", str(tmp_path)]
@@ -280,7 +281,7 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_and_resume_completes_it(
     err = capsys.readouterr().err
     line = [ln for ln in err.splitlines() if ln.startswith("bench run:")]
     assert line == [f"bench run: error: disk full (No space left on device) writing "
-                    f"{d / 'last.ckpt'} after 1 epoch(s): free space, then continue with: "
+                    f"{d / 'last.ckpt'} after 2 epoch(s): free space, then continue with: "
                     f"bench run --resume {d}"], err
     s = _summary(d)
     assert s["status"] == "interrupted" and s["error"].startswith("disk full")
