@@ -17,6 +17,7 @@ import json
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from bench import schema
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.record import read_summary
+from bench.stopping import as_disk_full, disk_full
 
 LAST, BEST = schema.LAST_CKPT, schema.BEST_CKPT
 MONITOR, MODE = schema.logged("val", schema.ACC), "max"
@@ -50,8 +52,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
+            full = disk_full(exc, path.parent)  # measured before the temp file frees its bytes
             Path(tmp).unlink(missing_ok=True)
+            if full and not isinstance(exc, OSError):  # torch.save's RuntimeError
+                raise as_disk_full(exc, path) from exc
             raise
 
 
@@ -132,7 +137,7 @@ def _status(folder: Path) -> str | None:
 
 def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
     """(config, trial) of an interrupted run folder from its config.json; BenchError (one line)
-    when it can't be resumed."""
+    when it can't be resumed (its last.ckpt is checked when the run opens: check_resume)."""
     from bench.config import build_config, record_layer
 
     folder = Path(folder)
@@ -144,12 +149,7 @@ def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
                          f"or ran with checkpoint=best/none)")
     if _status(folder) == schema.COMPLETED:
         raise BenchError(f"--resume {folder}: the run is already completed ({schema.SUMMARY_FILE})")
-    try:
-        saved = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        raise BenchError(f"--resume {folder}: {schema.CONFIG_FILE} is not valid JSON") from None
-    if not isinstance(saved, dict):
-        raise BenchError(f"--resume {folder}: {schema.CONFIG_FILE} is not a mapping of config keys")
+    saved = saved_config(folder, "--resume ")
     trial = saved.get(schema.TRIAL) if isinstance(saved.get(schema.TRIAL), int) else None
     # the folder may have moved since: it names the run (results/<study>/runs/<run_id>)
     here = folder.resolve()
@@ -159,3 +159,104 @@ def resume_config(folder: str | Path) -> tuple[RunConfig, int | None]:
              "run_id": here.name}
     return build_config(record_layer(saved, f"--resume {folder}: {schema.CONFIG_FILE}"),
                         where), trial
+
+
+def saved_config(folder: Path, flag: str = "") -> dict[str, Any]:
+    """A run folder's config.json as a dict; BenchError when it is not one."""
+    try:
+        saved = json.loads((folder / schema.CONFIG_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        raise BenchError(f"{flag}{folder}: {schema.CONFIG_FILE} is not valid JSON") from None
+    if not isinstance(saved, dict):
+        raise BenchError(f"{flag}{folder}: {schema.CONFIG_FILE} is not a mapping of config keys")
+    return saved
+
+
+# ---- what a checkpoint holds, checked before it is loaded ------------------------------------
+
+RESUME_HINT = ("start a fresh run with the same settings, or measure its best.ckpt with "
+               "`bench eval`")
+# keys a checkpoint may legitimately disagree on with its folder's config.json (it moved)
+PLACE_KEYS = ("results",)
+
+
+def read_checkpoint(path: Path, hint: str = RESUME_HINT) -> dict[str, Any]:
+    """The content of a bench .ckpt (tensors memory-mapped, nothing pickled executed);
+    BenchError in one line naming the file when it is empty, truncated, damaged or not
+    bench's. Zip integrity first: torch.load of a cut file fails with IndexError, EOFError or
+    a miniz message that say nothing of the file."""
+    what = f"{path}: not a readable bench checkpoint"
+    try:
+        if path.stat().st_size == 0:
+            raise BenchError(f"{what} (empty file, 0 bytes); {hint}")
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()  # every member's CRC: a truncated or flipped file fails here
+    except zipfile.BadZipFile:
+        raise BenchError(f"{what} (truncated, or not a checkpoint: no zip directory); "
+                         f"{hint}") from None
+    except (OSError, EOFError, ValueError) as exc:
+        raise BenchError(f"{what} ({type(exc).__name__}: {exc}); {hint}") from None
+    if bad is not None:
+        raise BenchError(f"{what} (damaged: the CRC of {bad} fails); {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise BenchError(f"{what} ({type(exc).__name__}); {hint}") from None
+    hp = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not (isinstance(hp, dict) and isinstance(hp.get("config"), dict)
+            and isinstance(state.get("state_dict"), dict)):
+        raise BenchError(f"{what} (no saved config or weights); {hint}")
+    return state
+
+
+def config_diff(checkpoint: dict[str, Any], saved: dict[str, Any],
+                names: tuple[str, ...] | None = None) -> list[str]:
+    """'KEY A in the checkpoint vs B in config.json' for each config key that differs."""
+    from bench.config import keys
+
+    def plain(value: Any) -> Any:  # as config.json holds it (a tuple is a list there)
+        return json.loads(json.dumps(value, default=str))
+
+    out = []
+    for key in names or tuple(k for k in keys() if k not in PLACE_KEYS):
+        a, b = plain(checkpoint.get(key)), plain(saved.get(key))
+        if key in checkpoint and key in saved and a != b:
+            out.append(f"{key} {a!r} in the checkpoint vs {b!r} in {schema.CONFIG_FILE}")
+    return out
+
+
+def check_weights(module: torch.nn.Module, state_dict: dict[str, Any], path: Path,
+                  hint: str = RESUME_HINT) -> None:
+    """BenchError when the checkpoint's weights do not fit the network (names and shapes):
+    Lightning's load_state_dict would print every key."""
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    have = {k: tuple(getattr(v, "shape", ())) for k, v in state_dict.items()}
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    shapes = [f"{k} {have[k]} vs {want[k]}" for k in want if k in have and have[k] != want[k]]
+    problems = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+        [f"unexpected {', '.join(extra[:3])}"] if extra else []) + shapes[:3]
+    if problems:
+        raise BenchError(f"{path}: its weights do not fit the network of its config "
+                         f"({'; '.join(problems)}); {hint}")
+
+
+def check_resume(folder: Path) -> dict[str, Any]:
+    """Refuse (BenchError, one line) a last.ckpt that is damaged, another run's, or whose
+    config differs from config.json: resuming it would train another network than the record
+    says. Returns the checkpoint's content."""
+    from bench.module import SpikingClassifier
+
+    path = Path(folder) / LAST
+    state = read_checkpoint(path)
+    hp = state["hyper_parameters"]
+    diff = config_diff(hp["config"], saved_config(Path(folder)))
+    if diff:
+        raise BenchError(f"{path} is not this run's checkpoint: {'; '.join(diff[:4])}; "
+                         f"{RESUME_HINT}")
+    try:
+        module = SpikingClassifier(hp["config"], hp["num_classes"], hp["in_channels"])
+    except Exception as exc:  # noqa: BLE001 - a config this version can't build
+        raise BenchError(f"{path}: its config does not build a network here "
+                         f"({type(exc).__name__}: {exc}); {RESUME_HINT}") from None
+    check_weights(module, state["state_dict"], path)
+    return state

@@ -23,7 +23,9 @@ from bench import schema
 from bench.checkpoint import BEST, LAST
 from bench.config import NETWORK_KEYS, RunConfig, parse_sets, record_layer
 from bench.errors import BenchError
-from bench.record import RunRecord
+from bench.record import RunRecord, check_writable
+from bench.run import _limit, build_probes
+from bench.stopping import EXIT_CODES, disk_full, interrupted, signals_stop_the_run, stop_callback
 
 IDENTITY_KEYS = ("study", "run_id", "results")  # an eval is recorded beside the run it measures
 SPLITS = ("test", "val")
@@ -43,22 +45,33 @@ def resolve_target(target: str | Path) -> tuple[Path, Path]:
     raise BenchError(f"{path}: not a run folder or a .ckpt file")
 
 
-def load_trained(ckpt: Path):
-    """(SpikingClassifier with the checkpoint's weights, epochs it was trained)."""
-    import torch
+EVAL_HINT = "evaluate another checkpoint of the run (best.ckpt or last.ckpt), or re-train it"
 
+
+def load_trained(ckpt: Path):
+    """(SpikingClassifier with the checkpoint's weights, epochs it was trained); every check
+    (file, weights, the run folder's config.json) before anything is loaded into the model."""
+    from bench.checkpoint import check_weights, config_diff, read_checkpoint, saved_config
     from bench.module import SpikingClassifier
 
-    try:  # weights_only: a checkpoint given on the command line executes no pickled code
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        hp = state["hyper_parameters"]
-        config = record_layer(hp["config"], str(ckpt))  # its plugins only if passed again
+    # weights_only inside: a checkpoint given on the command line executes no pickled code
+    state = read_checkpoint(ckpt, EVAL_HINT)
+    hp = state["hyper_parameters"]
+    if (ckpt.parent / schema.CONFIG_FILE).is_file():  # a foreign .ckpt dropped in a run folder
+        diff = config_diff(hp["config"], saved_config(ckpt.parent),
+                           names=(*NETWORK_KEYS, "run_id"))
+        if diff:
+            raise BenchError(f"{ckpt} is not the checkpoint of the run in its folder: "
+                             f"{'; '.join(diff[:4])}; copy it out of that folder to evaluate "
+                             "it on its own")
+    config = record_layer(hp["config"], str(ckpt))  # its plugins only if passed again
+    try:
         module = SpikingClassifier(config, hp["num_classes"], hp["in_channels"])
-        module.load_state_dict(state["state_dict"])
-    except BenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user mistake
-        raise BenchError(f"{ckpt}: not a readable bench checkpoint ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - a config this version can't build
+        raise BenchError(f"{ckpt}: not a readable bench checkpoint (its config: "
+                         f"{type(exc).__name__}: {exc})") from None
+    check_weights(module, state["state_dict"], ckpt, EVAL_HINT)
+    module.load_state_dict(state["state_dict"])
     return module, int(state.get("epoch", -1)) + 1
 
 
@@ -77,7 +90,7 @@ def eval_config(trained: RunConfig, sets: dict[str, Any]) -> RunConfig:
 def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str = "test") -> dict:
     """Measure a trained model on `split`; write and return the eval record's summary."""
     from bench.data import build_datamodule, check_available
-    from bench.run import _limit, build_probes, summarize
+    from bench.run import PROBE_FIELDS, ending, summarize
     from bench.tracking import finish, log_layers, make_logger, run_folder
 
     if split not in SPLITS:
@@ -87,7 +100,9 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
     sets = dict(sets or {})
     cfg = eval_config(module.cfg, sets)
     check_available(cfg)
+    check_writable(run / schema.EVALS_DIR)  # e.g. a read-only run folder: one line, nothing run
     module.cfg = cfg
+    print(f"eval of {ckpt}", flush=True)
     eval_id = f"{split}-{ckpt.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     which = ckpt.stem if ckpt.parent == run and ckpt.name in (BEST, LAST) else str(ckpt)
     identity = {schema.EVAL_OF: cfg.run_id, schema.EVAL_ID: eval_id, schema.CHECKPOINT: which,
@@ -101,13 +116,7 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
         datamodule = build_datamodule(cfg)
         logger = make_logger(cfg, record.dir, job_type="eval", name=f"{cfg.run_id}/{eval_id}",
                              config={**cfg.to_dict(), **identity})
-        trainer = L.Trainer(
-            accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-            limit_val_batches=_limit(cfg.limit_val_batches),
-            limit_test_batches=_limit(cfg.limit_test_batches),
-            callbacks=list(probes.values()), logger=logger or False, enable_checkpointing=False,
-            enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
-            deterministic="warn" if cfg.deterministic else False, default_root_dir=str(record.dir))
+        trainer = _trainer(cfg, record.dir, list(probes.values()), logger)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             run_split = trainer.test if split == "test" else trainer.validate
@@ -125,26 +134,55 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
         finish(logger, final)
         return final
     except BaseException as exc:
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        summary = summarize(trainer, probes, None, started, split)
-        try:
-            summary[schema.WANDB_DIR] = finish(logger, {**summary, schema.STATUS: schema.FAILED})
-        except Exception:  # a broken W&B run must not hide the real error
+        status, error = ending(exc)
+        summary = {**PROBE_FIELDS, schema.WANDB_DIR: None}
+        try:  # never hides exc: a broken W&B run, a still-full disk
+            summary = summarize(trainer, probes, None, started, split)
+            summary[schema.WANDB_DIR] = finish(logger, {**summary, schema.STATUS: status})
+        except Exception:  # noqa: BLE001
             summary[schema.WANDB_DIR] = None
-        record.write_summary({schema.STATUS: schema.FAILED, schema.ERROR: error, **identity,
-                              **summary})
+        try:
+            record.write_summary({schema.STATUS: status, schema.ERROR: error, **identity,
+                                  **summary})
+        except Exception:  # noqa: BLE001
+            pass
         raise
+
+
+def _trainer(cfg: RunConfig, folder: Path, callbacks: list, logger: Any) -> L.Trainer:
+    return L.Trainer(
+        accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
+        limit_val_batches=_limit(cfg.limit_val_batches),
+        limit_test_batches=_limit(cfg.limit_test_batches),
+        callbacks=[stop_callback(), *callbacks], logger=logger or False,
+        enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False, deterministic="warn" if cfg.deterministic else False,
+        default_root_dir=str(folder))
 
 
 def main_eval(target: str, sets: list[str] | None = None, split: str = "test") -> int:
+    """`bench eval`: 0 done, 1 failed, 2 a refusal or a full disk (one line), 130/143 stopped by
+    SIGINT/SIGTERM (one line; the same command measures it again)."""
     from tabulate import tabulate
 
+    from bench.run import ending
+
     try:
-        summary = evaluate(target, parse_sets(sets), split)
+        with signals_stop_the_run():
+            summary = evaluate(target, parse_sets(sets), split)
     except BenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a failed eval is one line plus its record
-        print(f"bench eval: eval failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except BaseException as exc:  # noqa: BLE001 - an eval that ended early is one line
+        status, error = ending(exc)
+        if status == schema.INTERRUPTED:
+            full = disk_full(exc)
+            print(f"bench eval: {'error: ' if full else ''}{error}; "
+                  f"{'free space, then ' if full else ''}run the same command again",
+                  file=sys.stderr, flush=True)
+            return 2 if full else EXIT_CODES.get(interrupted(exc) or "", 130)
+        if not isinstance(exc, Exception):
+            raise
+        print(f"bench eval: eval failed: {error}", file=sys.stderr)
         return 1
     acc = schema.TEST_ACC if split == "test" else schema.VAL_ACC
     rows = [(k, summary[k]) for k in (acc, schema.SPIKES_TOTAL_PER_IMAGE,

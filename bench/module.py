@@ -19,6 +19,12 @@ from bench.config import RunConfig
 from bench.models import ARCHITECTURES, build_model
 
 SPLITS = ("train", "val", "test")
+LOSS_NAMES = {"train": "loss", "val": "validation loss", "test": "test loss"}
+
+
+class Diverged(FloatingPointError):
+    """The loss went NaN or infinite: these settings diverge, the run stops at once (its
+    record's status is "diverged")."""
 
 
 def _run_config(config: RunConfig | Mapping[str, Any]) -> RunConfig:
@@ -66,6 +72,12 @@ class SpikingClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
+        # one host sync per step; a NaN must stop the run before it reaches the metrics and
+        # the probes (a validation epoch on NaN weights after a finite last training loss too)
+        if not torch.isfinite(loss):
+            what = "NaN" if torch.isnan(loss) else "infinite"
+            raise Diverged(f"{LOSS_NAMES[split]} is {what} at epoch {self.current_epoch}, "
+                           f"step {self.global_step}")
         acc, mean = self.acc[f"split_{split}"], self.loss_mean[f"split_{split}"]
         acc.update(logits.detach(), y)
         mean.update(loss.detach(), weight=y.shape[0])
@@ -78,11 +90,7 @@ class SpikingClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        # one host sync per step; a NaN must stop the run, not poison the record
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {self.global_step}")
-        return loss
+        return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")

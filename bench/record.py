@@ -10,6 +10,7 @@ end); the names of files, fields and columns are bench.schema's.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import platform
@@ -22,10 +23,83 @@ from typing import Any, Iterable
 
 from bench import schema
 from bench.config import RunConfig
+from bench.errors import BenchError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: run folders are not locked
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"  # in a run folder: "pid P on HOST" of the process running it (flock)
+# files written through a temp file ".<name>.<random>" renamed over them
+ATOMIC_FILES = (schema.SUMMARY_FILE, schema.CONFIG_FILE, *schema.CSV_COLUMNS,
+                *schema.CHECKPOINT_FILES.values())
 
 
 def run_dir(cfg: RunConfig) -> Path:
     return Path(cfg.results) / cfg.study / schema.RUNS_DIR / cfg.run_id
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and a file in it, or BenchError "<reason> <folder>" (a read-only file
+    system, no permission, a full disk) before anything of the run is written."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BenchError(f"{exc.strerror or exc} {exc.filename or folder}") from None
+
+
+class RunLock:
+    """The run folder held by one process (fcntl.flock on `.lock`, which records the holder):
+    a second process running or resuming the same folder is refused in one line. The kernel
+    drops the lock when its holder dies, so a stale lock (kill -9, a dead node) is taken
+    over by the next start. Also a context manager."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.fd = Path(folder), None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):  # a file system without locks
+                os.close(fd)
+                return
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise BenchError(f"run folder {self.folder} is in use by {holder}; wait for it to "
+                             "end, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:  # the file stays: unlinking it would let two holders in
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Temp files of atomic writes that a kill -9 cut short (`.last.ckpt.x1y2`, ...): only
+    call it while holding the folder's RunLock (a live run's temp file is not stale)."""
+    stale = [p for name in ATOMIC_FILES for p in Path(folder).glob(f".{name}.*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

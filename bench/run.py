@@ -5,19 +5,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 
 from bench import schema
 from bench.config import RunConfig, build_config, load_yaml, parse_sets, plugin_layer
 from bench.errors import BenchError
-from bench.record import RunRecord, run_dir
+from bench.record import (RunLock, RunRecord, check_writable, read_summary, remove_stale_temps,
+                          run_dir)
+from bench.stopping import (EXIT_CODES, disk_full, interrupted, signals_stop_the_run,
+                            stop_callback)
 
 SUMMARY_TABLE_KEYS = (schema.TEST_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
                       schema.NONZERO_TOTAL_PER_IMAGE, schema.ENERGY_UJ_PER_IMAGE, schema.DURATION_S)
@@ -95,10 +99,18 @@ def build_probes(cfg: RunConfig) -> dict[str, L.Callback]:
             "energy": EnergyProbe(cfg.energy_settings())}
 
 
+# summary.json's probe fields when a probe is off (probes=false), in the record's order
+PROBE_FIELDS: dict[str, Any] = {
+    schema.SPIKES_PER_IMAGE: {}, schema.SPIKES_TOTAL_PER_IMAGE: None,
+    schema.NONZERO_PER_IMAGE: {}, schema.NONZERO_TOTAL_PER_IMAGE: None,
+    schema.MAX_SPIKE_PER_PROBE: {}, schema.ENERGY_UJ_PER_IMAGE: None, schema.ENERGY: None,
+    schema.GRAD_NORM_PER_BLOCK: {}}
+
+
 def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: RecordWriter | None,
               started: float, split: str = "test") -> dict[str, Any]:
     """The measured fields of summary.json (README, "The run record"); spikes and energy are
-    those of `split` (a run's test set; an eval's chosen split)."""
+    those of `split` (a run's test set; an eval's chosen split), from each probe's summary()."""
     m = trainer.callback_metrics if trainer is not None else {}
     test_acc, test_loss = schema.logged("test", schema.ACC), schema.logged("test", schema.LOSS)
     val_acc = schema.logged("val", schema.ACC)
@@ -110,105 +122,193 @@ def summarize(trainer: L.Trainer | None, probes: dict[str, L.Callback], writer: 
         schema.VAL_ACC: float(val) if val is not None else None,
         schema.EPOCHS_COMPLETED: writer.epochs_completed if writer else 0,
         schema.DURATION_S: round(time.perf_counter() - started, 3),
+        **PROBE_FIELDS,
     }
-    spikes = probes.get("spikes")
-    table = spikes.last.get(split, {}) if spikes is not None else {}
-    # the probes' per-probe numbers and their sums (a layers.csv column is a summary field)
-    for per_probe, total in ((schema.SPIKES_PER_IMAGE, schema.SPIKES_TOTAL_PER_IMAGE),
-                             (schema.NONZERO_PER_IMAGE, schema.NONZERO_TOTAL_PER_IMAGE)):
-        out[per_probe] = {p: s[per_probe] for p, s in table.items()}
-        out[total] = sum(out[per_probe].values()) if table else None
-    out[schema.MAX_SPIKE_PER_PROBE] = {p: s[schema.MAX_SPIKE] for p, s in table.items()}
-    energy = probes.get("energy")
-    breakdown = energy.last.get(split) if energy is not None else None
-    out[schema.ENERGY_UJ_PER_IMAGE] = breakdown[schema.ENERGY_TOTAL_UJ] if breakdown else None
-    out[schema.ENERGY] = breakdown
-    grads = probes.get("grads")
-    out[schema.GRAD_NORM_PER_BLOCK] = dict(grads.epoch_means) if grads is not None else {}
+    for probe in probes.values():
+        out.update(probe.summary(split))
     return out
 
 
+# ---- one run: its folder opened, trained, recorded ------------------------------------------
+
 def execute(cfg: RunConfig, *, trial: int | None = None, callbacks: Sequence[L.Callback] = (),
-            resume: bool = False) -> dict:
+            resume: bool = False, keep_last: bool = True) -> dict:
     """Train and test one run, writing its record; returns summary.json's content.
 
     resume=True: if the run folder holds last.ckpt and its summary is not "completed", carry on
     from that checkpoint in the same folder (bench/checkpoint.py); otherwise start afresh.
-    On failure the record's summary gets status "failed" (or "pruned") and the one-line error,
-    and the exception is re-raised for the caller (CLI or sweep) to handle.
+    keep_last=False: a completed run that kept best.ckpt drops last.ckpt (a sweep trial: only
+    a running trial needs it). On failure the record's summary gets its status (see `ending`)
+    and the one-line error, and the exception is re-raised for the caller (CLI or sweep).
     """
-    from lightning.pytorch.callbacks import Checkpoint
+    if not cfg.run_id:
+        cfg = cfg.replace(run_id=new_run_id(cfg))
+    with open_run(cfg, resume) as ckpt:
+        return train(cfg, ckpt, trial=trial, callbacks=callbacks, keep_last=keep_last)
 
-    from bench.checkpoint import (LAST, AtomicCheckpointIO, RngState, checkpoint_callbacks,
-                                  checkpoint_files, clear_checkpoints, resumable)
-    from bench.data import build_datamodule, check_available
+
+@contextlib.contextmanager
+def open_run(cfg: RunConfig, resume: bool) -> Iterator[Path | None]:
+    """The run folder, checked, locked and cleaned, for as long as the run lasts; yields the
+    checkpoint to resume from (None: a fresh start). Every refusal is a one-line BenchError
+    before anything of the record is written: data missing, folder read-only or in use,
+    a damaged or foreign last.ckpt."""
+    from bench.checkpoint import LAST, check_resume, clear_checkpoints, resumable
+    from bench.data import check_available
+
+    check_available(cfg)
+    folder = run_dir(cfg)
+    check_writable(folder)
+    with RunLock(folder):
+        remove_stale_temps(folder)  # a kill -9 in the middle of an atomic write
+        if resume and resumable(folder):
+            check_resume(folder)
+            yield folder / LAST
+        else:
+            clear_checkpoints(folder)  # a fresh start never inherits an older run's weights
+            yield None
+
+
+def train(cfg: RunConfig, ckpt: Path | None, *, trial: int | None = None,
+          callbacks: Sequence[L.Callback] = (), keep_last: bool = True) -> dict:
+    """The run in a folder that open_run holds: fit (from `ckpt`), test, record."""
+    from bench.data import build_datamodule
     from bench.module import SpikingClassifier
     from bench import tracking
 
-    if not cfg.run_id:
-        cfg = cfg.replace(run_id=new_run_id(cfg))
     started = time.perf_counter()
-    check_available(cfg)  # a missing data set is a one-line error before anything is written
-    ckpt = run_dir(cfg) / LAST if resume and resumable(run_dir(cfg)) else None
-    if ckpt is None:
-        clear_checkpoints(run_dir(cfg))  # a fresh start never inherits an older run's weights
     record = RunRecord(cfg, trial, resume=ckpt is not None)
-    probes, writer, trainer, logger = build_probes(cfg), None, None, None
+    probes = build_probes(cfg)
+    writer = RecordWriter(record, probes)
+    trainer, logger = None, None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build_datamodule(cfg)
         module = SpikingClassifier(cfg, datamodule.num_classes, datamodule.in_channels)
-        writer = RecordWriter(record, probes)
         logger = tracking.make_logger(
             cfg, record.dir, trial, resume_id=tracking.wandb_run_id(record.dir) if ckpt else None)
-        saving = checkpoint_callbacks(cfg, record.dir)
-        trainer = L.Trainer(
-            accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
-            limit_train_batches=_limit(cfg.limit_train_batches),
-            limit_val_batches=_limit(cfg.limit_val_batches),
-            limit_test_batches=_limit(cfg.limit_test_batches),
-            callbacks=[*probes.values(), *callbacks, *tracking.callbacks(logger), writer,
-                       RngState(), *saving],
-            logger=logger or False, plugins=[AtomicCheckpointIO()],
-            enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
-            enable_progress_bar=cfg.progress_bar,
-            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
-            deterministic="warn" if cfg.deterministic else False,
-            default_root_dir=str(record.dir),
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
-            # the run folder holds the record (and, resuming, its checkpoints) by design
-            warnings.filterwarnings("ignore", ".*exists and is not empty.*")
-            # weights_only: resuming a folder executes no pickled code (its state is plain data)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
-                        weights_only=True)
-            trainer.test(module, datamodule=datamodule, verbose=False)
-        summary = summarize(trainer, probes, writer, started)
-        summary[schema.CHECKPOINTS] = checkpoint_files(record.dir)
-        if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
-            tracking.log_test_spikes(logger, probes["spikes"].last["test"])
-            tracking.log_layers(logger, record.dir)
-        summary.update(tracking.run_fields(logger))
-        final = record.write_summary({schema.STATUS: schema.COMPLETED, schema.ERROR: None,
-                                      **summary})
-        tracking.finish(logger, final, record.dir)  # the final record goes into the artifact
-        return final
+        trainer = build_trainer(cfg, record.dir, [*probes.values(), *callbacks,
+                                                  *tracking.callbacks(logger), writer], logger)
+        fit_and_test(trainer, module, datamodule, ckpt)
+        if not keep_last:
+            drop_last(record.dir)
+        return record_completed(record, trainer, probes, writer, logger, started)
     except BaseException as exc:
-        status = schema.PRUNED if type(exc).__name__ == "TrialPruned" else schema.FAILED
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        summary = summarize(trainer, probes, writer, started)
-        summary[schema.CHECKPOINTS] = checkpoint_files(record.dir)
-        try:  # a broken W&B run must not hide the real error
-            summary.update(tracking.run_fields(logger))
-            final = record.write_summary({schema.STATUS: status, schema.ERROR: error, **summary})
-            if logger is not None:  # a pruned or failed run's epochs so far
-                tracking.log_layers(logger, record.dir)
-            tracking.finish(logger, final, record.dir)
-        except Exception:  # noqa: BLE001
-            record.write_summary({schema.STATUS: status, schema.ERROR: error, **summary})
+        record_failure(record, exc, trainer, probes, writer, logger, started)
         raise
+
+
+def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
+                  logger: Any) -> L.Trainer:
+    """The run's Trainer; the run-folder callbacks (RNG state, checkpoints, stop on signal)
+    come after the caller's, so a checkpoint covers every row written before it."""
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from bench.checkpoint import AtomicCheckpointIO, RngState, checkpoint_callbacks
+
+    saving = checkpoint_callbacks(cfg, folder)
+    return L.Trainer(
+        accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
+        limit_train_batches=_limit(cfg.limit_train_batches),
+        limit_val_batches=_limit(cfg.limit_val_batches),
+        limit_test_batches=_limit(cfg.limit_test_batches),
+        callbacks=[stop_callback(), *callbacks, RngState(), *saving],
+        logger=logger or False, plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+        deterministic="warn" if cfg.deterministic else False,
+        default_root_dir=str(folder),
+    )
+
+
+def fit_and_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
+                 ckpt: Path | None) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
+        # the run folder holds the record (and, resuming, its checkpoints) by design
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        # weights_only: resuming a folder executes no pickled code (its state is plain data)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
+                    weights_only=True)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+
+
+def drop_last(folder: Path) -> None:
+    """A finished run keeps best.ckpt for `bench eval`; last.ckpt (twice its size) was only
+    for resuming. A run that kept no best.ckpt keeps its last."""
+    from bench.checkpoint import BEST, LAST
+
+    if (folder / BEST).is_file():
+        (folder / LAST).unlink(missing_ok=True)
+
+
+def record_completed(record: RunRecord, trainer: L.Trainer, probes: dict[str, L.Callback],
+                     writer: RecordWriter, logger: Any, started: float) -> dict:
+    from bench import tracking
+    from bench.checkpoint import checkpoint_files
+
+    summary = summarize(trainer, probes, writer, started)
+    summary[schema.CHECKPOINTS] = checkpoint_files(record.dir)
+    if logger is not None and "spikes" in probes and "test" in probes["spikes"].last:
+        tracking.log_test_spikes(logger, probes["spikes"].last["test"])
+        tracking.log_layers(logger, record.dir)
+    summary.update(tracking.run_fields(logger))
+    final = record.write_summary({schema.STATUS: schema.COMPLETED, schema.ERROR: None,
+                                  **summary})
+    tracking.finish(logger, final, record.dir)  # the final record goes into the artifact
+    return final
+
+
+def ending(exc: BaseException) -> tuple[str, str]:
+    """(status, one-line error) of a run that raised `exc`: a signal or a full disk is a stop
+    (`interrupted`, it can be resumed), a NaN loss `diverged`, the sweep's pruner `pruned`."""
+    from bench.module import Diverged
+
+    signame = interrupted(exc)
+    if signame is not None:
+        return schema.INTERRUPTED, f"interrupted ({signame})"
+    if disk_full(exc):
+        where = getattr(exc, "filename", None)
+        return schema.INTERRUPTED, "disk full (No space left on device)" + (
+            f" writing {where}" if where else "")
+    optuna = sys.modules.get("optuna")  # imported by whoever can prune a run
+    if optuna is not None and isinstance(exc, optuna.TrialPruned):
+        return schema.PRUNED, one_line(exc)
+    if isinstance(exc, Diverged):
+        return schema.DIVERGED, str(exc)
+    return schema.FAILED, one_line(exc)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def record_failure(record: RunRecord, exc: BaseException, trainer: L.Trainer | None,
+                   probes: dict[str, L.Callback], writer: RecordWriter, logger: Any,
+                   started: float) -> None:
+    """The record of a run that did not complete: its status, error and what it measured so
+    far. Never raises: a broken W&B run or a still-full disk must not hide `exc`."""
+    from bench import tracking
+    from bench.checkpoint import checkpoint_files
+
+    status, error = ending(exc)
+    fields: dict[str, Any] = {schema.STATUS: status, schema.ERROR: error}
+    try:
+        fields.update(summarize(trainer, probes, writer, started))
+        fields[schema.CHECKPOINTS] = checkpoint_files(record.dir)
+        fields.update(tracking.run_fields(logger))
+        final = record.write_summary(fields)
+        if logger is not None:  # a pruned or failed run's epochs so far
+            tracking.log_layers(logger, record.dir)
+        tracking.finish(logger, final, record.dir)
+    except Exception:  # noqa: BLE001
+        try:
+            record.write_summary(fields)
+        except Exception:  # noqa: BLE001 - e.g. the disk is still full
+            pass
 
 
 def _print_config(cfg: RunConfig) -> None:
@@ -229,6 +329,8 @@ def _print_summary(summary: dict, path: Path) -> None:
 def main_run(config_file: str | None = None, sets: list[str] | None = None,
              results: str | None = None, resume: str | None = None,
              plugins: list[str] | None = None) -> int:
+    """`bench run`: 0 completed, 1 failed or diverged, 2 a refusal or a full disk (one line),
+    130/143 stopped by SIGINT/SIGTERM (one line naming `bench run --resume`)."""
     trial = None
     if resume:
         from bench.checkpoint import resume_config
@@ -250,14 +352,36 @@ def main_run(config_file: str | None = None, sets: list[str] | None = None,
     if not resume and run_dir(cfg).exists():  # another run's record (a sweep trial's, ...)
         raise BenchError(f"run folder {run_dir(cfg)} already exists; choose another run_id or "
                          "study (or continue that run with `bench run --resume DIR`)")
-    _print_config(cfg)
     try:
-        summary = execute(cfg, trial=trial, resume=bool(resume))
+        with signals_stop_the_run(), open_run(cfg, bool(resume)) as ckpt:
+            _print_config(cfg)
+            summary = train(cfg, ckpt, trial=trial)
     except BenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a failed run is one line plus its record
-        print(f"bench run: run failed: {type(exc).__name__}: {exc} (record: {run_dir(cfg)})",
-              file=sys.stderr)
-        return 1
+    except BaseException as exc:  # noqa: BLE001 - a run that ended early is one line
+        return _ended_early(exc, run_dir(cfg))
     _print_summary(summary, run_dir(cfg))
     return 0
+
+
+def _ended_early(exc: BaseException, folder: Path) -> int:
+    """The one line and exit code of a run that did not complete (its record says why)."""
+    from bench.checkpoint import LAST
+
+    status, error = ending(exc)
+    if status == schema.INTERRUPTED:
+        epochs = read_summary(folder).get(schema.EPOCHS_COMPLETED)
+        after = f" after {epochs} epoch(s)" if isinstance(epochs, int) else ""
+        again = (f"continue with: bench run --resume {folder}" if (folder / LAST).is_file()
+                 else f"no checkpoint to resume from (record: {folder}): start it again")
+        if disk_full(exc):
+            print(f"bench run: error: {error}{after}: free space, then {again}",
+                  file=sys.stderr, flush=True)
+            return 2
+        print(f"bench run: {error}{after}; {again}", file=sys.stderr, flush=True)
+        return EXIT_CODES.get(interrupted(exc) or "", 130)
+    if not isinstance(exc, Exception):
+        raise exc
+    what = "diverged" if status == schema.DIVERGED else "failed"
+    print(f"bench run: run {what}: {error} (record: {folder})", file=sys.stderr, flush=True)
+    return 1

@@ -40,9 +40,9 @@ CHECKPOINT_FILES = {"last": LAST_CKPT, "best": BEST_CKPT}  # summary `checkpoint
 # ---- summary.json ---------------------------------------------------------------------------
 
 # `status`: a run is "running" from its start until it ends in one of the others
-RUNNING, COMPLETED, FAILED, PRUNED, INTERRUPTED = (
-    "running", "completed", "failed", "pruned", "interrupted")
-STATUSES = (RUNNING, COMPLETED, FAILED, PRUNED, INTERRUPTED)
+RUNNING, COMPLETED, FAILED, PRUNED, INTERRUPTED, DIVERGED = (
+    "running", "completed", "failed", "pruned", "interrupted", "diverged")
+STATUSES = (RUNNING, COMPLETED, FAILED, PRUNED, INTERRUPTED, DIVERGED)
 
 CONFIG = "config"
 RUN_ID = "run_id"
@@ -90,9 +90,9 @@ SUMMARY_FIELDS = (
     Field(RUN_ID, "", "the run folder's name"),
     Field(STUDY, "", "the study folder's name"),
     Field(TRIAL, "", "Optuna trial number, or null outside a sweep"),
-    Field(STATUS, "", "`running`, then `completed`, `failed`, `pruned` (stopped early by the "
-                      "sweep's pruner) or `interrupted` (its sweep worker was stopped: it runs "
-                      "again)"),
+    Field(STATUS, "", "`running`, then `completed`, `failed`, `diverged` (the loss went NaN "
+                      "or infinite), `pruned` (stopped early by the sweep's pruner) or "
+                      "`interrupted` (a signal or a full disk stopped it: it can be resumed)"),
     Field(ERROR, "", "one-line error of a run that did not complete, else null"),
     Field(TRACEBACK, "", "a sweep trial that failed on a bug (not a user error): the full Python "
                          "traceback; absent otherwise", always=False),

@@ -117,15 +117,16 @@ def test_missing_cifar_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and "cifar10" in err and str(tmp_path) in err and len(err.splitlines()) == 1
 
 
-def test_nan_loss_fails_the_run_in_one_line_and_keeps_the_record(tmp_path, capsys):
+def test_nan_loss_stops_the_run_as_diverged_in_one_line_and_keeps_the_record(tmp_path, capsys):
     code = main(["run", "--set", "dataset=digits", "--set", "lr=1e30", "--set", "epochs=1",
                  "--set", "limit_train_batches=4", "--set", "arch=spiking_resnet18",
                  "--set", "wandb=disabled", "--set", "progress_bar=false", "--set", "run_id=nan",
                  "--results", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert any("run failed: FloatingPointError: non-finite training loss" in ln for ln in err)
+    diverged = [ln for ln in err if ln.startswith("bench run: run diverged: loss is NaN at epoch 0")]
+    assert len(diverged) == 1, err
     assert not any("Traceback" in ln for ln in err)
     s = json.loads((tmp_path / "default" / "runs" / "nan" / "summary.json").read_text())
-    assert s["status"] == "failed" and "non-finite" in s["error"]
+    assert s["status"] == "diverged" and s["error"].startswith("loss is NaN at epoch 0, step ")
     assert (tmp_path / "default" / "runs" / "nan" / "config.json").is_file()

@@ -48,6 +48,12 @@ class EnergyProbe(pl.Callback):
             pl_module.log(schema.logged(split, schema.ENERGY_UJ_PER_IMAGE), report.total_uj)
         self._counter.reset()
 
+    def summary(self, split: str) -> dict[str, Any]:
+        """summary.json's energy fields of `split`."""
+        breakdown = self.last.get(split)
+        total = breakdown[schema.ENERGY_TOTAL_UJ] if breakdown else None
+        return {schema.ENERGY_UJ_PER_IMAGE: total, schema.ENERGY: breakdown}
+
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(trainer)
 

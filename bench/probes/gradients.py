@@ -59,6 +59,10 @@ class GradNormProbe(L.Callback):
                                    step=step)
         self.epoch_means = {n: float(values[:, j].mean()) for j, n in enumerate(names)}
 
+    def summary(self, split: str | None = None) -> dict[str, dict[str, float]]:
+        """summary.json's gradient field (of the last training epoch, whatever the split)."""
+        return {schema.GRAD_NORM_PER_BLOCK: dict(self.epoch_means)}
+
     # checkpointed so a run resumed after its last epoch still reports the last epoch's means
     # (`rows` are already in grads.csv)
     def state_dict(self) -> dict[str, dict[str, float]]:

@@ -89,6 +89,18 @@ class SpikeProbe(L.Callback):
         total = sum(row[schema.SPIKES_PER_IMAGE] for row in table.values())
         pl_module.log(schema.logged(split, schema.SPIKES_TOTAL_PER_IMAGE), total)
 
+    def summary(self, split: str) -> dict[str, Any]:
+        """summary.json's spike fields of `split` (README "The run record")."""
+        table = self.last.get(split, {})
+        out: dict[str, Any] = {}
+        # per-probe numbers and their sums (a layers.csv column is a summary field)
+        for per_probe, total in ((schema.SPIKES_PER_IMAGE, schema.SPIKES_TOTAL_PER_IMAGE),
+                                 (schema.NONZERO_PER_IMAGE, schema.NONZERO_TOTAL_PER_IMAGE)):
+            out[per_probe] = {p: s[per_probe] for p, s in table.items()}
+            out[total] = sum(out[per_probe].values()) if table else None
+        out[schema.MAX_SPIKE_PER_PROBE] = {p: s[schema.MAX_SPIKE] for p, s in table.items()}
+        return out
+
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             self._start()

@@ -39,7 +39,8 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 # the sweep's parent process, which never trains, need not import torch
 EXPECTED_BY_NAME = ("OutOfMemoryError",)
 # a record's error after its worker was stopped mid-trial (bench.sweep.workers, Lightning)
-INTERRUPT_ERRORS = ("interrupted", "TrialInterrupted", "SIGTERMException")
+INTERRUPT_ERRORS = ("interrupted", "TrialInterrupted", "RunInterrupted", "SIGTERMException",
+                    "disk full")
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,16 @@ def objective(trial: optuna.Trial, spec: SweepSpec, params: dict[str, Any], resu
     from bench.record import run_dir
     from bench.run import execute
     from bench.sweep.progress import TrialReporter
-    from bench.sweep.stopping import stop_callback
 
     cfg = build_config(*trial_layers(spec, params, results, run_id))
     # intermediate values and live progress every epoch; pruning only with early_terminate
     # a multi-objective trial reports no intermediate value (Optuna allows none)
     reporter = TrialReporter(trial, None if spec.objectives else spec.monitor(),
                              shown=spec.monitor() or "val/acc", prune=bool(spec.early_terminate))
-    try:  # a re-queued trial's folder exists: it continues from its last checkpoint
-        summary = execute(cfg, trial=trial.number, callbacks=[stop_callback(), reporter],
-                          resume=run_dir(cfg).exists())
+    try:  # a re-queued trial's folder exists: it continues from its last checkpoint; a
+        # completed one keeps best.ckpt only (last.ckpt is for resuming: twice the disk)
+        summary = execute(cfg, trial=trial.number, callbacks=[reporter],
+                          resume=run_dir(cfg).exists(), keep_last=False)
     finally:  # completed, pruned or failed: the dashboard gets the run's numbers
         set_headline(trial, run_dir(cfg))
     if spec.objectives:
@@ -169,7 +170,7 @@ def _failed(exc: BaseException, spec: SweepSpec, number: int, params: dict[str, 
     """Called while `exc` is being handled (a bare raise re-raises it)."""
     from bench.sweep.stopping import disk_full, stop_requested
 
-    if disk_full(exc):
+    if disk_full(exc, run_dir):  # checkpoints included (torch.save's RuntimeError)
         return Outcome(TrialState.FAIL, stopped="disk full")
     if stop_requested() or interrupted_error(one_line(exc)):
         return Outcome(TrialState.FAIL, stopped=f"interrupted ({stop_requested() or 'SIGTERM'})")

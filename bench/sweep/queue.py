@@ -31,7 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import BenchError
 from bench.record import mark_summary, read_summary
-from bench.schema import COMPLETED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR, STATUS
+from bench.schema import (COMPLETED, DIVERGED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR,
+                          STATUS)
 from bench.sweep.attrs import enqueue_args, name_metric, record_best
 from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted_error,
                                    make_sampler, metric_value, one_line)
@@ -223,7 +224,7 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
             return False
         _finish(storage, tid, TrialState.COMPLETE, values=values)
         return False
-    if status in (FAILED, PRUNED) and not interrupted_error(summary.get(ERROR)):
+    if status in (FAILED, DIVERGED, PRUNED) and not interrupted_error(summary.get(ERROR)):
         state = TrialState.PRUNED if status == PRUNED else TrialState.FAIL
         _finish(storage, tid, state, error=summary.get(ERROR))
         return False
