@@ -216,7 +216,9 @@ def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
         logger=logger or False, plugins=[AtomicCheckpointIO()],
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
         enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+        # every step: the scheduler steps every batch, so the lr and loss curves get a point per
+        # step (Lightning's LearningRateMonitor logs only on steps that update the logs)
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
         deterministic="warn" if cfg.deterministic else False,
         default_root_dir=str(folder),
     )

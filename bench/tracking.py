@@ -175,7 +175,7 @@ def callbacks(logger) -> list[L.Callback]:
         return []
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    # the scheduler steps every batch: lr-<Optimizer> per step (every log_every_n_steps)
+    # the scheduler steps every batch: lr-<Optimizer> per step (the trainer logs every step)
     return [LearningRateMonitor(logging_interval="step"), ValSpikes()]
 
 
