@@ -92,6 +92,9 @@ def test_summary_is_the_last_logged_value(sparse_run):
     metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
     assert sparse_run["summary"]["val_acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
     assert summary["status"] == "completed"
+    # the learning rate at every optimizer step (the scheduler steps every batch)
+    lr = [r for r in rows if any(k.startswith("lr-") for k in r)]
+    assert len(lr) == int(metrics["step"].iloc[-1]) > 2
 
 
 def test_layer_table_and_avalanche_in_depth_order(sparse_run):
