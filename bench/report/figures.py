@@ -36,7 +36,6 @@ from bench.report.verdicts import (FAILS, HOLDS, INCONCLUSIVE, NA, Effect, effec
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
 
-SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 LEVELS_STUDY = "levels"  # the study (sweeps/levels.yaml) and its figure, not layers.csv's column
 
 
@@ -731,6 +730,9 @@ STUDIES = tuple(dict.fromkeys([s for f in FIGURES for s in f.needs] + list(OPTIO
 
 
 def sweep_command(study: str) -> str:
+    """The command that runs a paper study: its sweep file is the repository's sweeps/<study>.yaml
+    (tests/test_figures.py checks there is one per STUDIES). The report reads no sweep file, so
+    an installed package, which has no sweeps/, prints the same commands."""
     return f"bench sweep sweeps/{study}.yaml"
 
 
@@ -860,10 +862,9 @@ def _study_line(prep: Prepared) -> str:
 def _missing(page: Page, missing: list, why: dict[str, str], studies: dict) -> None:
     """Figures without their studies, each with the exact command that would produce them."""
     extra = []
-    if "dvs" in studies and "dvs_binary" not in studies and not _has_long_binary(studies["dvs"]) \
-            and (SWEEPS / "dvs_binary.yaml").is_file():
+    if "dvs" in studies and "dvs_binary" not in studies and not _has_long_binary(studies["dvs"]):
         extra.append(("dvs (binary T=10 baseline)", ["dvs_binary"]))
-    if LEVELS_STUDY in studies and "energy" not in studies and (SWEEPS / "energy.yaml").is_file() \
+    if LEVELS_STUDY in studies and "energy" not in studies \
             and not any(_is_ann(p.agg).any() for p in studies.values()):
         extra.append(("energy (ANN baselines)", ["energy"]))
     if not missing and not extra:
@@ -877,7 +878,7 @@ def _missing(page: Page, missing: list, why: dict[str, str], studies: dict) -> N
     items, commands = [], []
     for fig, absent in [(f.name, a) for f, a in missing] + extra:
         cmds = [sweep_command(s) for s in absent]
-        if fig == "dvs" and (SWEEPS / "dvs_binary.yaml").is_file():
+        if fig == "dvs":
             cmds.append(sweep_command("dvs_binary"))
         reasons = "; ".join(why.get(s, "") for s in absent)
         items.append(f"{fig}: {reasons} -> run `{'` and `'.join(cmds)}`")
