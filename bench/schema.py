@@ -78,6 +78,16 @@ SETS = "sets"
 ENERGY_TOTAL_UJ = "total_uj_per_image"
 ENERGY_BREAKDOWN_UJ = "breakdown_uj_per_image"
 ENERGY_MEASURED = "measured"  # what the estimate priced: bench.energy.reprice prices it again
+ENERGY_IMAGES = "images"  # test images the estimate averaged over
+ENERGY_OPS = "ops_per_image"  # each operation / access count summed over layers
+ENERGY_PER_LAYER = "per_layer"  # one object per layer: ENERGY_LAYER, its counts, ENERGY_LAYER_UJ
+ENERGY_LAYER, ENERGY_LAYER_UJ = "layer", "uj"
+# the `energy` object of records written before 0.2 (bench.report.load still reads them)
+OLD_ENERGY_MEMORY_PARTS = "memory_parts_uj_per_image"
+OLD_ENERGY_ARITH = "arith_uj_per_image"
+ENERGY_KEYS = (ENERGY_TOTAL_UJ, ENERGY_BREAKDOWN_UJ, ENERGY_MEASURED, ENERGY_IMAGES, ENERGY_OPS,
+               ENERGY_PER_LAYER, ENERGY_LAYER, ENERGY_LAYER_UJ, OLD_ENERGY_MEMORY_PARTS,
+               OLD_ENERGY_ARITH)  # besides the EnergySettings fields (bench.energy.settings)
 
 SPIKE_UNIT = "spikes / image"
 PAIR_UNIT = "pairs / image"  # (neuron, timestep) pairs
@@ -202,6 +212,25 @@ METRIC_COLUMNS = [f.name for f in METRICS_FIELDS]
 LAYER_COLUMNS = [f.name for f in LAYERS_FIELDS]
 GRAD_COLUMNS = [f.name for f in GRADS_FIELDS]
 CSV_COLUMNS = {METRICS_FILE: METRIC_COLUMNS, LAYERS_FILE: LAYER_COLUMNS, GRADS_FILE: GRAD_COLUMNS}
+
+
+# ---- a sweep's Optuna study: what bench keeps in its attributes ----------------------------
+
+# trial user attributes (besides the summary's headline fields, bench.sweep.attrs.HEADLINE, and
+# the replicate keys' values); RUN_ID, ERROR and TRACEBACK as in summary.json
+SLOT = "slot"  # the trial's place in the sweep's grid: enqueueing dedupes by it
+RUN_DIR = "run_dir"  # the trial's run folder
+PROGRESS = "progress"  # live progress: {trial, epoch, epochs, metric, value, elapsed_s}
+TRIAL_ATTRS = (SLOT, RUN_DIR, RUN_ID, ERROR, TRACEBACK, PROGRESS)
+# study user attributes
+SPEC_ATTR = "bench:spec"  # the resolved sweep (a dict), set by the creator
+ENQUEUED_ATTR = "bench:enqueued"  # number of slots, set after enqueueing them
+BEST_ATTR = "bench:best_configuration"  # the configuration with the best mean over replicates
+DESCRIPTION_ATTR = "description"  # the sweep file's description
+# system attributes (optuna-dashboard does not show them)
+CREATOR_ATTR = "bench:creator"  # of the study: owner_info of the creating process
+OWNER_ATTR = "bench:owner"  # of a trial: owner_info of the worker running it
+STUDY_ATTRS = (SPEC_ATTR, ENQUEUED_ATTR, BEST_ATTR, DESCRIPTION_ATTR, CREATOR_ATTR, OWNER_ATTR)
 
 
 def markdown_table(fields: tuple[Field, ...], what: str = "field") -> str:

@@ -3,12 +3,16 @@ and the sweep commands of missing figures."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -318,3 +322,41 @@ def test_levels_without_ann_runs_point_to_the_energy_sweep(tmp_path):
     index = (tmp_path / "paper" / "index.md").read_text()
     assert "bench sweep sweeps/energy.yaml" in index
     assert "No ANN run in any study" in index
+
+
+def test_every_paper_study_has_its_sweep_file():
+    # the report prints `bench sweep sweeps/<study>.yaml` from the names alone (an installed
+    # package has no sweeps/): the repository keeps one file per name, named after it
+    from bench.report.figures import STUDIES, sweep_command
+
+    root = Path(__file__).resolve().parents[1]
+    assert sorted(STUDIES) == sorted(["levels", "avalanche", "sparse_n", "gradient", "dvs",
+                                      "depth", "energy", "dvs_binary"])
+    for study in STUDIES:
+        path = sweep_command(study).split()[-1]
+        assert (root / path).is_file(), path
+        assert yaml.safe_load((root / path).read_text())["name"] == study
+
+
+def test_figures_need_no_sweeps_folder(tmp_path):
+    # the package alone, as pip installs it: bench/ copied where no sweeps/ sits beside it
+    import bench
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(bench.__file__).parent, site / "bench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    results = tmp_path / "results"
+    levels_and_energy(results, archs=("vgg16",))
+    shutil.rmtree(results / "energy")
+    code = ("import bench, sys; from bench.report.figures import build_figures; "
+            "print(bench.__file__); build_figures(sys.argv[1], sys.argv[2], paper=False)")
+    run = subprocess.run([sys.executable, "-c", code, str(results), str(tmp_path / "paper")],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith(str(site / "bench"))
+    assert not (site / "sweeps").exists() and not (tmp_path / "sweeps").exists()
+    index = (tmp_path / "paper" / "index.md").read_text()
+    # the missing-figure command, as from a checkout (it needed sweeps/energy.yaml there)
+    assert "energy (ANN baselines): " in index
+    assert "-> run `bench sweep sweeps/energy.yaml`" in index

@@ -50,11 +50,12 @@ class EnergyReport:
 
     def to_record(self) -> dict[str, Any]:
         """The run record's `energy` field (README, "The run record")."""
-        return {**self.settings.to_dict(), "images": self.images,
+        return {**self.settings.to_dict(), schema.ENERGY_IMAGES: self.images,
                 schema.ENERGY_TOTAL_UJ: self.total_uj,
                 schema.ENERGY_BREAKDOWN_UJ: dict(self.breakdown_uj),
-                "ops_per_image": self.totals(),
-                "per_layer": [{"layer": name, **counts, "uj": self.layer_uj.get(name, 0.0)}
+                schema.ENERGY_OPS: self.totals(),
+                schema.ENERGY_PER_LAYER: [{schema.ENERGY_LAYER: name, **counts,
+                                           schema.ENERGY_LAYER_UJ: self.layer_uj.get(name, 0.0)}
                               for name, counts in self.counts.items()],
                 schema.ENERGY_MEASURED: None if self.measured is None
                 else self.measured.to_record()}

@@ -32,6 +32,9 @@ from bench.report.plots import one_energy_setting
 __all__ = ["main_report", "build_report", "prepare", "Prepared"]
 
 
+LEVELS_FIGURE = "levels"  # the T x N figure's file name, not layers.csv's column
+
+
 @dataclass
 class Prepared:
     """Completed runs and their groups, labelled the same way in every table and figure.
@@ -114,7 +117,7 @@ def _write_runs(records: Records, keys: list[str], out: Path, page: Page) -> lis
     bad = records.runs[records.runs[schema.STATUS] != schema.COMPLETED]
     page.bullets([f"{r.uid} ({r.status}): {r.error}" if isinstance(r.error, str) and r.error
                   else f"{r.uid} ({r.status})" for r in bad.itertuples()])
-    cols = ["uid", "study", "run_id", schema.STATUS, schema.ERROR] + [
+    cols = ["uid", schema.STUDY, schema.RUN_ID, schema.STATUS, schema.ERROR] + [
         k for k in dict.fromkeys(keys + ["seed"]) if k in records.runs.columns] + [
         c for c in schema.SUMMARY_SCALARS if c in records.runs.columns]
     path = out / "tables" / "runs.csv"
@@ -186,14 +189,16 @@ def _probe_table(records: Records, done: pd.DataFrame, keys: list[str]) -> pd.Da
     layers = records.layers.merge(done[["uid", "label"] + keys], on="uid")
     if layers.empty:
         return layers
-    g = layers.groupby(["label"] + keys + ["probe"], dropna=False, sort=False)
-    out = g.agg(kind=("kind", "first"), index=("index", "first"), levels=("levels", "first"),
-                neurons=("neurons", "first"), runs=("uid", "nunique"),
-                spikes_per_image_mean=("spikes_per_image", "mean"),
-                spikes_per_image_std=("spikes_per_image", "std"),
-                nonzero_per_image_mean=("nonzero_per_image", "mean"),
-                rate_mean=("rate", "mean"), max_spike=("max_spike", "max"))
-    return out.reset_index().sort_values(keys + ["index", "probe"], kind="stable")
+    g = layers.groupby(["label"] + keys + [schema.PROBE], dropna=False, sort=False)
+    out = g.agg(**{schema.KIND: (schema.KIND, "first"), schema.INDEX: (schema.INDEX, "first"),
+                   schema.LEVELS: (schema.LEVELS, "first"),
+                   schema.NEURONS: (schema.NEURONS, "first"), "runs": ("uid", "nunique"),
+                   f"{schema.SPIKES_PER_IMAGE}_mean": (schema.SPIKES_PER_IMAGE, "mean"),
+                   f"{schema.SPIKES_PER_IMAGE}_std": (schema.SPIKES_PER_IMAGE, "std"),
+                   f"{schema.NONZERO_PER_IMAGE}_mean": (schema.NONZERO_PER_IMAGE, "mean"),
+                   f"{schema.RATE}_mean": (schema.RATE, "mean"),
+                   schema.MAX_SPIKE: (schema.MAX_SPIKE, "max")})
+    return out.reset_index().sort_values(keys + [schema.INDEX, schema.PROBE], kind="stable")
 
 
 def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list[str],
@@ -217,7 +222,7 @@ def _figures(records: Records, agg: pd.DataFrame, done: pd.DataFrame, keys: list
          f"Per-block gradient L2 norm over training for each variant (architecture + barrier "
          f"estimator), mean over seeds, and each block's mean over training; from {n_grad} "
          f"completed runs with grads.csv."),
-        ("levels", lambda: plots.levels_figure(agg, facets),
+        (LEVELS_FIGURE, lambda: plots.levels_figure(agg, facets),
          f"Accuracy and energy per image over the T x N grid"
          f"{' per ' + ', '.join(facets) if facets else ''}, mean over seeds, from {len(done)} "
          f"completed runs. {energy_settings_note(agg)[0]}"),

@@ -36,7 +36,7 @@ from bench.report.verdicts import (FAILS, HOLDS, INCONCLUSIVE, NA, Effect, effec
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
 
-SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
+LEVELS_STUDY = "levels"  # the study (sweeps/levels.yaml) and its figure, not layers.csv's column
 
 
 # ----------------------------------------------------------------------------- claims
@@ -297,15 +297,15 @@ class PaperFigure:
 
 
 def _levels(ctx: Context) -> list:
-    prep = ctx.studies["levels"]
+    prep = ctx.studies[LEVELS_STUDY]
     agg, keys = prep.agg, prep.keys
     snn = agg[~_is_ann(agg)]
     for facet, d in facets(snn, keys, ("T", "N")):
         _levels_claims(ctx, d, facet)
-    ann = [p.agg[_is_ann(p.agg)] for n, p in ctx.studies.items() if n != "levels"]
+    ann = [p.agg[_is_ann(p.agg)] for n, p in ctx.studies.items() if n != LEVELS_STUDY]
     _vgg16_claims(ctx, pd.concat([agg] + ann, ignore_index=True), energy=False)
     facet_keys = [k for k in keys if k not in ("T", "N")]
-    return [("levels", lambda: plots.levels_figure(agg, facet_keys),
+    return [(LEVELS_STUDY, lambda: plots.levels_figure(agg, facet_keys),
              f"Accuracy and energy per image over T x N, mean over seeds, from "
              f"{len(prep.done)} completed runs of the levels study. "
              f"{energy_settings_note(agg)[0]}")]
@@ -325,11 +325,11 @@ def _levels_claims(ctx: Context, d: pd.DataFrame, facet: str) -> None:
         evidence = f"{a:.2f} % vs {b:.2f} %; gap {evidence}"
     # a "within" claim has no direction: only its size is judged
     ctx.claims += [
-        Claim("levels", text, "accuracy [T=1, N=4] (%)", REPORTED["levels_acc_t1n4"], a,
+        Claim(LEVELS_STUDY, text, "accuracy [T=1, N=4] (%)", REPORTED["levels_acc_t1n4"], a,
               setting(multi, facet=facet), NA, evidence, size=size),
-        Claim("levels", text, "accuracy [T=4, N=1] (%)", REPORTED["levels_acc_t4n1"], b,
+        Claim(LEVELS_STUDY, text, "accuracy [T=4, N=1] (%)", REPORTED["levels_acc_t4n1"], b,
               setting(binary, facet=facet), NA, evidence, size=size),
-        Claim("levels", text, "accuracy gap (pp)", REPORTED["levels_gap"], gap, where_, NA,
+        Claim(LEVELS_STUDY, text, "accuracy gap (pp)", REPORTED["levels_gap"], gap, where_, NA,
               evidence, size=size)]
 
 
@@ -399,8 +399,8 @@ def _vgg16_claims(ctx: Context, agg: pd.DataFrame, energy: bool) -> None:
             rows = _vgg16_rows(agg, ds, fallback=tag == "c10")
             for kind, row, what in zip(("binary", "multi", "ann"), rows,
                                        ("VGG16 [T=4, N=1]", "VGG16 [T=1, N=4]", "ANN VGG16")):
-                ctx.claims.append(Claim("levels", "accuracy as reported", f"accuracy {what} (%)",
-                                        REPORTED[f"vgg16_{tag}_{kind}"],
+                ctx.claims.append(Claim(LEVELS_STUDY, "accuracy as reported",
+                                        f"accuracy {what} (%)", REPORTED[f"vgg16_{tag}_{kind}"],
                                         mean(row, "test_acc_pct"), setting(row)))
         return
     rows = _vgg16_rows(agg, "cifar10", fallback=True)
@@ -476,7 +476,7 @@ def _sum1(ctx: Context, prep: Prepared, row: pd.Series) -> tuple[list[float], li
     """Per-run spikes per image at sum1 of a group, and the runs' seeds."""
     rows = sum_rows(prep.records.layers, prep.done)
     rows = rows[(rows["k"] == 1) & rows["uid"].isin(list(row["uids"]))]
-    by_uid = rows.groupby("uid")["spikes_per_image"].first()
+    by_uid = rows.groupby("uid")[schema.SPIKES_PER_IMAGE].first()
     seeds = (list(ctx.runs.loc[list(by_uid.index), "seed"]) if "seed" in ctx.runs.columns
              else None)
     return list(by_uid.astype(float)), seeds
@@ -521,9 +521,9 @@ def _bound_claims(ctx: Context, figure: str, sums: pd.DataFrame, sew: pd.Series,
     """The barrier bound: a deterministic check on the largest spike seen at any sum of any
     run (no seed spread to weigh: one run over N decides)."""
     mx = {r["label"]: sums[sums["label"] == r["label"]] for r in (sew, sparse)}
-    sew_max = float(mx[sew["label"]]["max_spike"].max())
-    sparse_max = float(mx[sparse["label"]]["max_spike"].max())
-    n = float(mx[sparse["label"]]["levels"].max())
+    sew_max = float(mx[sew["label"]][schema.MAX_SPIKE].max())
+    sparse_max = float(mx[sparse["label"]][schema.MAX_SPIKE].max())
+    n = float(mx[sparse["label"]][schema.LEVELS].max())
     paper = REPORTED["avalanche" if reported else "depth"]
     text = (f"SEW max z {sew_max:g}, Sparse max z {sparse_max:g}, N={n:g} (largest spike at "
             f"any sum of any run: a deterministic check)")
@@ -577,12 +577,12 @@ def _gradient(ctx: Context) -> list:
 
 def _gradient_claims(ctx: Context, agg: pd.DataFrame, runs: pd.DataFrame, prep: Prepared) -> None:
     g = prep.records.grads.merge(runs[["uid", "label"]], on="uid")
-    blocks = sorted((b for b in g["group"].unique() if b not in ("total", "stem")),
+    blocks = sorted((b for b in g[schema.GROUP].unique() if b not in (schema.TOTAL_GROUP, "stem")),
                     key=plots.block_order)
     if not blocks:
         return
     first = blocks[0]
-    per_run = g[g["group"] == first].groupby(["label", "uid"])["grad_norm"].mean()
+    per_run = g[g[schema.GROUP] == first].groupby(["label", "uid"])[schema.GRAD_NORM].mean()
     norm = per_run.groupby("label").mean()
     # SEW has no barrier: its barrier_estimator changes nothing; prefer the "ste" twin
     rows = {"SEW": arch_row(agg, "sew_", "ste") if "barrier_estimator" in agg else None,
@@ -686,7 +686,7 @@ def _is_ann(agg: pd.DataFrame) -> pd.Series:
 def _energy(ctx: Context) -> list:
     """The energy claims and figure: SNNs of the levels study, ANNs of any study (the ANN
     baselines are the energy study: sweeps/energy.yaml)."""
-    levels = ctx.studies["levels"]
+    levels = ctx.studies[LEVELS_STUDY]
     snn = levels.agg[~_is_ann(levels.agg)]
     ann = pd.concat([p.agg[_is_ann(p.agg)] for p in ctx.studies.values()], ignore_index=True)
     for facet, d in facets(snn, levels.keys, ("T", "N")):
@@ -711,14 +711,15 @@ def _depth(ctx: Context) -> list:
 
 
 FIGURES = (
-    PaperFigure("levels", "Latency / levels trade: [T=1, N=4] vs [T=4, N=1]", ("levels",), _levels),
+    PaperFigure(LEVELS_STUDY, "Latency / levels trade: [T=1, N=4] vs [T=4, N=1]", (LEVELS_STUDY,),
+                _levels),
     PaperFigure("avalanche", "Spike avalanche per residual sum: SEW vs Sparse-ResNet18",
                 ("avalanche",), _avalanche),
     PaperFigure("activity", "Activity and energy of SEW vs Sparse over N", ("sparse_n",),
                 _activity),
     PaperFigure("gradient", "Gradient flow: SEW, Sparse+SG, Sparse+STE", ("gradient",), _gradient),
     PaperFigure("dvs", "CIFAR10-DVS at T=1", ("dvs",), _dvs),
-    PaperFigure("energy", "Energy vs binary SNN and ANN", ("levels",), _energy),
+    PaperFigure("energy", "Energy vs binary SNN and ANN", (LEVELS_STUDY,), _energy),
     PaperFigure("depth", "Deeper networks: ResNet34 SEW vs Sparse (open question)", ("depth",),
                 _depth),
 )
@@ -729,6 +730,9 @@ STUDIES = tuple(dict.fromkeys([s for f in FIGURES for s in f.needs] + list(OPTIO
 
 
 def sweep_command(study: str) -> str:
+    """The command that runs a paper study: its sweep file is the repository's sweeps/<study>.yaml
+    (tests/test_figures.py checks there is one per STUDIES). The report reads no sweep file, so
+    an installed package, which has no sweeps/, prints the same commands."""
     return f"bench sweep sweeps/{study}.yaml"
 
 
@@ -858,10 +862,9 @@ def _study_line(prep: Prepared) -> str:
 def _missing(page: Page, missing: list, why: dict[str, str], studies: dict) -> None:
     """Figures without their studies, each with the exact command that would produce them."""
     extra = []
-    if "dvs" in studies and "dvs_binary" not in studies and not _has_long_binary(studies["dvs"]) \
-            and (SWEEPS / "dvs_binary.yaml").is_file():
+    if "dvs" in studies and "dvs_binary" not in studies and not _has_long_binary(studies["dvs"]):
         extra.append(("dvs (binary T=10 baseline)", ["dvs_binary"]))
-    if "levels" in studies and "energy" not in studies and (SWEEPS / "energy.yaml").is_file() \
+    if LEVELS_STUDY in studies and "energy" not in studies \
             and not any(_is_ann(p.agg).any() for p in studies.values()):
         extra.append(("energy (ANN baselines)", ["energy"]))
     if not missing and not extra:
@@ -875,7 +878,7 @@ def _missing(page: Page, missing: list, why: dict[str, str], studies: dict) -> N
     items, commands = [], []
     for fig, absent in [(f.name, a) for f, a in missing] + extra:
         cmds = [sweep_command(s) for s in absent]
-        if fig == "dvs" and (SWEEPS / "dvs_binary.yaml").is_file():
+        if fig == "dvs":
             cmds.append(sweep_command("dvs_binary"))
         reasons = "; ".join(why.get(s, "") for s in absent)
         items.append(f"{fig}: {reasons} -> run `{'` and `'.join(cmds)}`")

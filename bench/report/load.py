@@ -32,7 +32,7 @@ from bench.models import ARCHITECTURES, is_spiking
 PROVENANCE = schema.PROVENANCE
 # Keys that never define a group: identity, bookkeeping, and the seed we aggregate over.
 # The neuron `backend` computes the same numbers (bit-identical on CPU, README "Speed").
-NOT_GROUPING = ("seed", "run_id", "study", "results", "wandb", "project", "data_root",
+NOT_GROUPING = ("seed", schema.RUN_ID, "study", "results", "wandb", "project", "data_root",
                 "download", "num_workers", "progress_bar", "backend")
 # summary.json scalars copied onto the run row as they are.
 SUMMARY_SCALARS = schema.SUMMARY_SCALARS
@@ -245,7 +245,8 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
     uid = uid or f"{study}/{run.name}"
     row: dict[str, Any] = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
     row.update(record="run", uid=uid, study=study, run_id=run.name, path=str(run), eval_of="",
-               _config_keys=[k for k in row if k not in ("study", "run_id", "results")] + ["record"])
+               _config_keys=[k for k in row
+                             if k not in ("study", schema.RUN_ID, "results")] + ["record"])
     row[schema.GIT_COMMIT] = written.get(schema.GIT_COMMIT)
     if summary is None:
         row.update({schema.STATUS: NO_SUMMARY, schema.ERROR: f"no {schema.SUMMARY_FILE} yet"})
@@ -289,8 +290,8 @@ def energy_columns(summary: dict) -> dict[str, Any]:
         parts = energy[schema.ENERGY_BREAKDOWN_UJ]
         out.update({f"energy_{t}_uj": _num(parts.get(t)) for t in ENERGY_TERMS})
     elif energy:
-        parts = _mapping(energy.get("memory_parts_uj_per_image"))
-        out["energy_arithmetic_uj"] = _num(energy.get("arith_uj_per_image"))
+        parts = _mapping(energy.get(schema.OLD_ENERGY_MEMORY_PARTS))
+        out["energy_arithmetic_uj"] = _num(energy.get(schema.OLD_ENERGY_ARITH))
         out.update({f"energy_{new}_uj": _num(parts.get(old)) for old, new in OLD_PARTS.items()})
     out["energy_settings"] = energy_settings(energy, config)
     return out

@@ -219,16 +219,21 @@ def avalanche_data(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     sums = sum_rows(layers, runs).merge(runs[["uid", "label", "T", "N"]], on="uid")
     if sums.empty:
         return sums
-    levels = sums["levels"].astype(float).fillna(sums["N"].astype(float))
-    neurons = sums["neurons"].astype(float)
-    rate = sums["rate"].astype(float)
+    levels = sums[schema.LEVELS].astype(float).fillna(sums["N"].astype(float))
+    neurons = sums[schema.NEURONS].astype(float)
+    rate = sums[schema.RATE].astype(float)
     T = sums["T"].astype(float)
-    sums = sums.assign(levels=levels, rate=rate.fillna(sums["spikes_per_image"] / (neurons * T)),
-                       bound=levels * T * neurons)
+    spikes = sums[schema.SPIKES_PER_IMAGE]
+    sums = sums.assign(**{schema.LEVELS: levels, schema.RATE: rate.fillna(spikes / (neurons * T)),
+                          "bound": levels * T * neurons})
     g = sums.groupby(["label", "k"], sort=True)
-    out = g.agg(spikes=("spikes_per_image", "mean"), spikes_std=("spikes_per_image", "std"),
-                rate=("rate", "mean"), rate_std=("rate", "std"), max_spike=("max_spike", "max"),
-                levels=("levels", "max"), bound=("bound", "max"), runs=("uid", "nunique"))
+    # the layers.csv names stay the columns' names (the figure reads them so)
+    out = g.agg(**{"spikes": (schema.SPIKES_PER_IMAGE, "mean"),
+                   "spikes_std": (schema.SPIKES_PER_IMAGE, "std"),
+                   schema.RATE: (schema.RATE, "mean"), "rate_std": (schema.RATE, "std"),
+                   schema.MAX_SPIKE: (schema.MAX_SPIKE, "max"),
+                   schema.LEVELS: (schema.LEVELS, "max"), "bound": ("bound", "max"),
+                   "runs": ("uid", "nunique")})
     return out.reset_index()
 
 
@@ -248,8 +253,8 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
     labels = [lab for lab in order if lab in set(data["label"])]
     color = colors(labels)
     panels = [("spikes", "spikes_std", "spikes per image", "(a) spikes per image"),
-              ("rate", "rate_std", "spikes / neuron / timestep", "(b) per neuron vs N"),
-              ("max_spike", None, "largest spike count z", "(c) largest spike vs N")]
+              (schema.RATE, "rate_std", "spikes / neuron / timestep", "(b) per neuron vs N"),
+              (schema.MAX_SPIKE, None, "largest spike count z", "(c) largest spike vs N")]
     if size_now() == "column":
         panels.pop(1)
     fig, axes = panel_figure(len(panels), (13.5, 4.6), row_height=2.0, paper_cols=3,
@@ -271,8 +276,8 @@ def avalanche_figure(runs: pd.DataFrame, layers: pd.DataFrame, order: list[str])
     by_col = {p[0]: ax for p, ax in zip(panels, axes)}
     _draw_bounds(by_col, data, labels, color)
     maybe_log(by_col["spikes"], np.r_[data["spikes"], data["bound"]])
-    if "rate" in by_col:
-        maybe_log(by_col["rate"], np.r_[data["rate"], data["levels"]])
+    if schema.RATE in by_col:
+        maybe_log(by_col[schema.RATE], np.r_[data[schema.RATE], data[schema.LEVELS]])
     legend_below(fig, axes, ncol=2 if size_now() == "column" else 4)
     title(fig, "Spike activity at each residual sum along depth (mean ± std over seeds)")
     return fig
@@ -295,8 +300,8 @@ def _draw_bounds(by_col: dict, data: pd.DataFrame, labels: list[str], color: dic
             line.set_gid(f"bound:{lab}")
         if same:
             break
-    for n in sorted(data["levels"].dropna().unique()):
-        for col in ("rate", "max_spike"):
+    for n in sorted(data[schema.LEVELS].dropna().unique()):
+        for col in (schema.RATE, schema.MAX_SPIKE):
             if col in by_col:
                 line = by_col[col].axhline(n, ls="--", color="0.4", label=f"bound N={n:g}")
                 line.set_gid(f"bound:N={n:g}")
@@ -322,11 +327,12 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
     """Per-block gradient L2 norm over training, one panel per variant (mean over seeds),
     and a last panel with each block's norm averaged over training, one series per variant.
     One legend under the panels: the blocks (colour by depth), then the variants."""
-    g = grads[grads["group"].astype(str) != "total"].merge(runs[["uid", "label"]], on="uid")
+    g = grads[grads[schema.GROUP].astype(str) != schema.TOTAL_GROUP]
+    g = g.merge(runs[["uid", "label"]], on="uid")
     if g.empty:
         raise SkipPlot("no per-block gradient norms (grads.csv) in the completed runs")
     labels = [lab for lab in order if lab in set(g["label"])]
-    blocks = sorted(g["group"].astype(str).unique(), key=block_order)
+    blocks = sorted(g[schema.GROUP].astype(str).unique(), key=block_order)
     size = size_now()
     shown = labels[:max_panels if size != "column" else 3]
     n = len(shown) + 1
@@ -336,17 +342,18 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
                              extra_height=0.75 + 0.14 * legend_rows)
     cmap = matplotlib.colormaps["viridis"]
     shade = {b: cmap(i / max(len(blocks) - 1, 1)) for i, b in enumerate(blocks)}
-    curve = g.groupby(["label", "group", "step"], sort=True)["grad_norm"].mean().reset_index()
+    curve = g.groupby(["label", schema.GROUP, schema.STEP], sort=True)[schema.GRAD_NORM].mean()
+    curve = curve.reset_index()
     for ax, lab in zip(axes, shown):
         for b in blocks:
-            d = curve[(curve["label"] == lab) & (curve["group"] == b)]
-            ax.plot(d["step"].to_numpy(float), d["grad_norm"].to_numpy(float), color=shade[b],
-                    lw=1.2, label=b)
+            d = curve[(curve["label"] == lab) & (curve[schema.GROUP] == b)]
+            ax.plot(d[schema.STEP].to_numpy(float), d[schema.GRAD_NORM].to_numpy(float),
+                    color=shade[b], lw=1.2, label=b)
         ax.set_title(lab, fontsize=9 if size == "screen" else None)
         ax.set_xlabel("training step")
     axes[0].set_ylabel("gradient L2 norm")
     variants = _gradient_summary(axes[-1], g, labels, blocks)
-    maybe_log(axes[0], g["grad_norm"].to_numpy())
+    maybe_log(axes[0], g[schema.GRAD_NORM].to_numpy())
     for ax in axes[:-1]:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
     block_lines = [matplotlib.lines.Line2D([], [], color=shade[b], lw=1.5, label=b)
@@ -360,14 +367,14 @@ def gradient_figure(runs: pd.DataFrame, grads: pd.DataFrame, order: list[str],
 def _gradient_summary(ax, g: pd.DataFrame, labels: list[str], blocks: list[str]) -> list:
     """Mean over training per block and run, then mean ± std over seeds; returns the
     variants' legend handles."""
-    per_run = g.groupby(["label", "uid", "group"])["grad_norm"].mean().reset_index()
-    stats = per_run.groupby(["label", "group"])["grad_norm"].agg(["mean", "std", "count"])
+    per_run = g.groupby(["label", "uid", schema.GROUP])[schema.GRAD_NORM].mean().reset_index()
+    stats = per_run.groupby(["label", schema.GROUP])[schema.GRAD_NORM].agg(["mean", "std", "count"])
     color = colors(labels)
     pos = {b: i for i, b in enumerate(blocks)}
     handles = []
     for lab in labels:
         d = stats.loc[lab].reset_index()
-        d = d.assign(x=d["group"].map(pos)).sort_values("x")
+        d = d.assign(x=d[schema.GROUP].map(pos)).sort_values("x")
         cont = ax.errorbar(d["x"].to_numpy(float), d["mean"].to_numpy(float),
                            yerr=d["std"].fillna(0).to_numpy(float), marker="o", ms=3,
                            capsize=2, color=color[lab], label=lab)

@@ -490,6 +490,7 @@ class Table:
         return paths
 
 
+GROUP_HEADING = "group"  # the rows' name column of a paper table (not grads.csv's group)
 PAPER_FORMATS = ("md", "csv", "tex", "wide.tex")  # the report's tables: both LaTeX widths
 NUMERIC_CELL = re.compile(r"^(n/a|[+\-−]?[\d,]*\.?\d+( ± [\d,]*\.?\d+)?( ?(%|pp|x))?)?$")
 
@@ -501,7 +502,7 @@ def _numeric_column(cells: pd.Series) -> bool:
 def _group_display(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The rows' one name: the group's display label (ids stay in the CSV)."""
     labels = agg["label"] if "label" in agg.columns else add_labels(agg, keys)["label"]
-    return pd.DataFrame({"group": labels.astype(str)}, index=agg.index)
+    return pd.DataFrame({GROUP_HEADING: labels.astype(str)}, index=agg.index)
 
 
 METRIC_HEADS = {"test_acc_pct": ("accuracy", "(%)"),
@@ -524,7 +525,7 @@ def summary_table(agg: pd.DataFrame, keys: list[str], n_runs: int,
     display["runs"] = agg["runs"].astype(int).astype(str)
     # one run count for every group: said in the caption, not a LaTeX column
     tex = display.copy() if agg["runs"].nunique() > 1 else display.drop(columns="runs")
-    heads = {"group": ("group",), "runs": ("runs",)}
+    heads = {GROUP_HEADING: (GROUP_HEADING,), "runs": ("runs",)}
     bold = pd.DataFrame(False, index=agg.index, columns=display.columns)
     numeric = agg[keys + ["runs"]].copy()
     for m in METRICS:
@@ -569,7 +570,8 @@ def sums_table(layers: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> Tab
     sums = sum_rows(layers, runs)
     if sums.empty:
         return None
-    wide = sums.pivot_table(index="uid", columns="k", values="spikes_per_image", aggfunc="first")
+    wide = sums.pivot_table(index="uid", columns="k", values=schema.SPIKES_PER_IMAGE,
+                            aggfunc="first")
     names = [f"sum{k}" for k in wide.columns]
     wide.columns = names
     merged = runs.set_index("uid")[keys].join(wide, how="inner").reset_index()
@@ -598,9 +600,9 @@ def sum_rows(layers: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Layer rows of the residual-sum probes of the given runs, with `k` (block order)."""
     if layers.empty:
         return layers.assign(k=pd.Series(dtype=int))
-    is_sum = layers["probe"].astype(str).str.match(SUM_PROBE)
+    is_sum = layers[schema.PROBE].astype(str).str.match(SUM_PROBE)
     rows = layers[layers["uid"].isin(runs["uid"]) & is_sum]
-    return rows.assign(k=rows["probe"].str.extract(SUM_PROBE, expand=False).astype(int))
+    return rows.assign(k=rows[schema.PROBE].str.extract(SUM_PROBE, expand=False).astype(int))
 
 
 def energy_settings_note(agg: pd.DataFrame, what: str = "rows") -> tuple[str, bool]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from bench import schema
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
         resolved["description"] = (f"{resolved['description']} [the sweep file's description; "
                                    f"run with --set {' '.join(sets)}: the parameters below are "
                                    f"the values used]")
-    study.set_user_attr("description", resolved.get("description"))
+    study.set_user_attr(schema.DESCRIPTION_ATTR, resolved.get("description"))
     _save_yaml(study_dir / "sweep.yaml", resolved)
     sid = study_id(store, spec.name)
     requeued = recover(study, store, spec, retry=True)

@@ -19,9 +19,9 @@ from bench import schema
 from bench.record import read_summary
 from bench.sweep.spec import SweepSpec
 
-PROGRESS = "progress"  # user attr: {trial, epoch, epochs, metric, value, elapsed_s}
+PROGRESS = schema.PROGRESS  # user attr: {trial, epoch, epochs, metric, value, elapsed_s}
 # study user attr: the configuration with the best MEAN metric over its replicates
-BEST_ATTR = "bench:best_configuration"
+BEST_ATTR = schema.BEST_ATTR
 # summary.json fields copied into every finished trial's user attributes
 HEADLINE = (schema.TEST_ACC, schema.VAL_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
             schema.ENERGY_UJ_PER_IMAGE, schema.DURATION_S, schema.EPOCHS_COMPLETED,
@@ -31,7 +31,7 @@ HEADLINE = (schema.TEST_ACC, schema.VAL_ACC, schema.SPIKES_TOTAL_PER_IMAGE,
 def enqueue_args(spec: SweepSpec, slot: int, point: dict[str, Any]) -> tuple[dict, dict]:
     """(params, user_attrs) to enqueue one slot: replicate keys go to the user attributes."""
     params = {k: v for k, v in point.items() if k not in spec.replicates}
-    attrs = {"slot": slot, **{k: v for k, v in point.items() if k in spec.replicates}}
+    attrs = {schema.SLOT: slot, **{k: v for k, v in point.items() if k in spec.replicates}}
     return params, attrs
 
 

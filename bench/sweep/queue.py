@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.errors import BenchError
 from bench.record import mark_summary, read_summary
+from bench import schema
 from bench.schema import (COMPLETED, DIVERGED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR,
                           STATUS)
 from bench.sweep.attrs import enqueue_args, name_metric, record_best
@@ -40,9 +41,9 @@ from bench.sweep.spec import SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
 
 
-SPEC_ATTR = "bench:spec"  # study user attr: the resolved sweep (a dict), set by the creator
-ENQUEUED_ATTR = "bench:enqueued"  # study user attr: number of slots, set after enqueueing them
-CREATOR_ATTR = "bench:creator"  # study system attr: owner_info of the creating process
+SPEC_ATTR = schema.SPEC_ATTR  # study user attr: the resolved sweep (a dict), set by the creator
+ENQUEUED_ATTR = schema.ENQUEUED_ATTR  # study user attr: number of slots, after enqueueing them
+CREATOR_ATTR = schema.CREATOR_ATTR  # study system attr: owner_info of the creating process
 ENQUEUE_WAIT_S = 60.0  # how long a loader waits for another machine's creator to enqueue
 UNOWNED_GRACE_S = 60.0  # a RUNNING trial with no owner after this long lost its worker
 
@@ -91,7 +92,7 @@ def open_study(spec: SweepSpec, storage: BaseStorage) -> optuna.Study:
 
 def _enqueue_missing(study: optuna.Study, spec: SweepSpec) -> None:
     """Enqueue every slot that has no trial yet (dedupe by slot index, kept in user attrs)."""
-    have = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    have = {t.user_attrs.get(schema.SLOT) for t in study.get_trials(deepcopy=False)}
     for slot, point in enumerate(spec.slots()):
         if slot not in have:
             params, attrs = enqueue_args(spec, slot, point)  # replicate keys: user attrs
@@ -166,7 +167,7 @@ def recover(study: optuna.Study, storage: BaseStorage, spec: SweepSpec, *, retry
         if again:
             requeued.append(t.number)
         # its summary.json would say "running" forever
-        mark_summary(t.user_attrs.get("run_dir"), INTERRUPTED if again else FAILED, why)
+        mark_summary(t.user_attrs.get(schema.RUN_DIR), INTERRUPTED if again else FAILED, why)
     return requeued
 
 
@@ -213,7 +214,7 @@ def _settle(storage: BaseStorage, sid: int, t: FrozenTrial, spec: SweepSpec, why
     """Finish a dead trial from its record; True if it was interrupted (worth a re-run) and
     this process settled it (another process settling the same trial first wins)."""
     tid = _tid(storage, sid, t.number)
-    run_dir = t.user_attrs.get("run_dir")
+    run_dir = t.user_attrs.get(schema.RUN_DIR)
     summary = read_summary(run_dir)
     status = summary.get(STATUS)
     if status == COMPLETED:  # the worker died between its record and telling the study
@@ -236,7 +237,7 @@ def _finish(storage: BaseStorage, tid: int, state: TrialState, *, error: str | N
     """Set a RUNNING trial's final state; False if it was already finished by someone else."""
     try:
         if error is not None:
-            storage.set_trial_user_attr(tid, "error", error)
+            storage.set_trial_user_attr(tid, ERROR, error)
         storage.set_trial_state_values(tid, state, values=values)
     except UpdateFinishedTrialError:
         return False
@@ -303,7 +304,7 @@ def run_trial(study: optuna.Study, storage: BaseStorage, tid: int, job: WorkerJo
     storage.set_trial_system_attr(tid, OWNER, owner_info(frozen.number))
     run_id = f"trial-{first_number(frozen):04d}"  # a retry continues its first attempt's folder
     run_dir = (Path(job.results) / spec.name / RUNS_DIR / run_id).absolute()  # for any cwd
-    for key, value in (("run_dir", str(run_dir)), ("error", None), ("run_id", run_id)):
+    for key, value in ((schema.RUN_DIR, str(run_dir)), (ERROR, None), (schema.RUN_ID, run_id)):
         storage.set_trial_user_attr(tid, key, value)
     study.sampler = make_sampler(spec, frozen.number)
     # the study reads an RDB through optuna's trial cache, which must see the trial we popped
@@ -325,7 +326,7 @@ def _tell(study: optuna.Study, storage: BaseStorage, tid: int, trial: optuna.Tri
           end: Outcome, spec: SweepSpec) -> None:
     """The trial's state, value, one-line error and a bug's traceback into the study."""
     try:
-        for key, value in (("error", end.error), ("traceback", end.traceback)):
+        for key, value in ((ERROR, end.error), (schema.TRACEBACK, end.traceback)):
             if value is not None:
                 storage.set_trial_user_attr(tid, key, value)
         study.tell(trial, end.value if end.state == TrialState.COMPLETE else None,

@@ -14,6 +14,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from bench import schema
 from bench.sweep.attrs import best_configuration, param_value, superseded
 
 
@@ -73,16 +74,16 @@ def frame(trials: list[FrozenTrial], spec: dict[str, Any]) -> pd.DataFrame:
         row.update(zip(metrics, values_of(t, len(metrics))))
         row["seconds"] = seconds(t)
         started = t.state != TrialState.WAITING  # a re-queued trial carries its old attrs
-        row["run"] = t.user_attrs.get("run_id") if started else None
-        row["error"] = (t.user_attrs.get("error") or "") if started else ""
+        row["run"] = t.user_attrs.get(schema.RUN_ID) if started else None
+        row[schema.ERROR] = (t.user_attrs.get(schema.ERROR) or "") if started else ""
         rows.append(row)
     df = pd.DataFrame(rows, columns=["trial", "state", *names, *metrics, "seconds", "run",
-                                     "error"])
+                                     schema.ERROR])
     ascending = goals[0][1] == "minimize"  # by the first objective
     df = df.sort_values([metrics[0], "trial"], ascending=[ascending, True], na_position="last",
                         kind="stable")
-    if not df["error"].astype(bool).any():
-        df = df.drop(columns="error")
+    if not df[schema.ERROR].astype(bool).any():
+        df = df.drop(columns=schema.ERROR)
     return df.reset_index(drop=True)
 
 
@@ -107,7 +108,7 @@ def progress_line(t: FrozenTrial, spec: dict[str, Any], c: dict[str, int]) -> st
                      for (m, _), v in zip(goals, values_of(t, len(goals))))
     line = (f"trial {t.number:>4} {t.state.name:<8} {params}  {shown}  "
             f"{_fmt(seconds(t))} s  [{count_text(c)}]")
-    error = t.user_attrs.get("error")
+    error = t.user_attrs.get(schema.ERROR)
     if t.state == TrialState.FAIL and error:
         line += f"  error: {error[:160]}"
     return line

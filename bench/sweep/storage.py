@@ -21,10 +21,11 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 
+from bench import schema
 from bench.errors import BenchError
 
 JOURNAL = "optuna.journal"
-OWNER = "bench:owner"  # trial system attr
+OWNER = schema.OWNER_ATTR  # trial system attr
 HEARTBEAT_S = 60  # RDB heartbeat: record every minute, a trial silent for 3 is stale
 GRACE_S = 180
 MAX_RETRY = 3  # an interrupted trial is re-run at most this many times
