@@ -167,7 +167,8 @@ ARCH_OPTIONS = ("stem", "shortcut")
 # the keys whose null is a documented setting (the others refuse null and empty values)
 NULL_MEANS = {"lr": "the optimizer's default learning rate",
               "T": "no timesteps (an ANN architecture only)",
-              "N": "no spike levels (an ANN architecture only)"}
+              "N": "no spike levels (an ANN architecture only)",
+              "wandb_model_artifacts": "yes for bench run, no for a sweep trial"}
 EMPTY_MEANS = {"run_id": "a generated run id"}  # the keys whose empty string is a setting
 LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 POSITIVE = ("epochs", "batch_size", "grad_every", "image_size")
