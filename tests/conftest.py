@@ -26,7 +26,12 @@ SLOW_TESTS = (  # file::test-name prefixes (every parameter of a parametrized te
     "test_readme.py::test_method_doc_python_blocks_run",
     "test_tracking.py::test_checkpoints_become_a_model_artifact",
     "test_gpu.py::test_one_epoch_fake_run", "test_perf.py::test_fused_kernels_are_bit_identical",
-    "test_report.py::test_two_builds_are_byte_identical", "test_report.py::test_cli_baseline")
+    "test_report.py::test_two_builds_are_byte_identical", "test_report.py::test_cli_baseline",
+    # seconds of CPU each (whole networks counted, figures built), measured with --durations
+    "test_energy.py::test_sew_sum_counts_values",
+    "test_energy.py::test_layers_reading_one_neuron_output",
+    "test_perf.py::test_perf_prints_a_row_per_model", "test_figures.py::test_energy_claims",
+    "test_figures.py::test_levels_gradient_dvs_claims")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
