@@ -13,6 +13,7 @@ the run record (and checkpoints, when there are any) as artifacts.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def make_logger(cfg: RunConfig, save_dir: Path, trial: int | None = None, *,
     from lightning.pytorch.loggers import WandbLogger
 
     stage_in_record(save_dir)
+    _launch_inputs_only_if_staged()
     # console "wrap": the run's printed lines in the Logs tab (offline too: output.log)
     settings = wandb.Settings(console="wrap", silent=True, save_code=False,
                               x_disable_stats=not cfg.wandb_system_metrics,
@@ -160,6 +162,25 @@ def _bench_logger_class():
 
 def BenchWandbLogger(**kw):  # noqa: N802 - builds the class late: wandb/lightning import lazily
     return _bench_logger_class()(**kw)
+
+
+def _launch_inputs_only_if_staged() -> None:
+    """wandb.init applies staged W&B Launch inputs by importing wandb.sdk.launch, whose pydantic
+    models read their field docstrings by scanning sys.modules once per stack frame: with torch
+    and Lightning loaded (4,000 modules) that import alone costs seconds per run. Inputs can only
+    have been staged through that module, so while it is not loaded there is nothing to apply."""
+    from wandb.sdk import wandb_run
+
+    detect = getattr(wandb_run.Run, "_detect_and_apply_job_inputs", None)
+    if detect is None or getattr(detect, "bench_skips_unstaged", False):
+        return
+
+    def detect_if_staged(self) -> None:
+        if "wandb.sdk.launch.inputs.internal" in sys.modules:
+            detect(self)
+
+    detect_if_staged.bench_skips_unstaged = True  # type: ignore[attr-defined]
+    wandb_run.Run._detect_and_apply_job_inputs = detect_if_staged
 
 
 def wandb_run_id(save_dir: Path) -> str | None:

@@ -95,7 +95,7 @@ def test_two_machines_share_one_grid(tmp_path, postgres_url, capsys):
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
              for m in machines]  # started at the same time: both race to create the study
-    outs = [p.communicate(timeout=240)[0] for p in procs]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
 
     study = optuna.load_study(study_name="shared", storage=postgres_url)

@@ -64,7 +64,7 @@ def test_grid_of_six_with_three_workers(tmp_path, capsys):
                                                       "seed": [0, 1, 2]})
     results = tmp_path / "results"
     out = subprocess.run(command(file, results, 3), env=env(), capture_output=True, text=True,
-                         timeout=240)
+                         timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     done = [t for t in trials(results, "six") if t.state == TrialState.COMPLETE]
     assert len(done) == 6 and len(trials(results, "six")) == 6
@@ -125,7 +125,7 @@ def test_sigkill_then_resume_runs_every_point_once(tmp_path):
     assert snapshot and killed, "the sweep ended before it could be killed mid-trial"
 
     out = subprocess.run(command(file, results, 2), env=env(), capture_output=True, text=True,
-                         timeout=240)
+                         timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "re-queued interrupted trials" in out.stdout
     all_trials = trials(results, "kill")
@@ -160,7 +160,7 @@ def test_failing_trial_is_isolated_and_counted(tmp_path):
                                                                  "no_such_net"]})
     results = tmp_path / "results"
     out = subprocess.run(command(file, results, 1), env=env(), capture_output=True, text=True,
-                         timeout=240)
+                         timeout=600)
     assert out.returncode == 1, out.stdout + out.stderr  # one failed trial
     by_arch = {t.params["arch"]: t for t in trials(results, "fail")}
     assert by_arch["spiking_resnet18"].state == TrialState.COMPLETE
@@ -180,7 +180,7 @@ def test_nan_loss_trial_is_failed_and_the_sweep_goes_on(tmp_path):
                        arch="spiking_resnet18", limit_train_batches=4)
     results = tmp_path / "results"
     out = subprocess.run(command(file, results, 1), env=env(), capture_output=True, text=True,
-                         timeout=240)
+                         timeout=600)
     assert out.returncode == 1, out.stdout + out.stderr
     by_lr = {t.params["lr"]: t for t in trials(results, "nan")}
     assert by_lr[0.08].state == TrialState.COMPLETE
@@ -203,7 +203,7 @@ def test_hyperband_reports_every_epoch_to_the_pruner(tmp_path):
         "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}))
     results = tmp_path / "results"
     out = subprocess.run(command(path, results, 1), env=env(), capture_output=True, text=True,
-                         timeout=240)
+                         timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     done = trials(results, "hb")
     assert len(done) == 2 and len({t.params["lr"] for t in done}) == 2

@@ -149,6 +149,12 @@ class LiveProgress(Progress):
                                                      and t.number not in self.seen)
             p = progress_of(t) if live else None
             if p and p["epoch"] > self.shown.get(t.number, 0):
+                # epochs that ended between two polls get their line too, from the value the
+                # trial reported for them (a slow or busy parent must not drop a line)
+                for epoch in range(self.shown.get(t.number, 0) + 1, p["epoch"]):
+                    if epoch - 1 in t.intermediate_values:
+                        missed = {**p, "epoch": epoch, "value": t.intermediate_values[epoch - 1]}
+                        print(self.epoch_line(t, missed, trials), file=self.out, flush=True)
                 self.shown[t.number] = p["epoch"]
                 print(self.epoch_line(t, p, trials), file=self.out, flush=True)
         super().poll()

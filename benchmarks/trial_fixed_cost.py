@@ -1,0 +1,177 @@
+"""The fixed cost of one digits trial: what a run pays besides its training epochs.
+
+Two parts, each timed from a fresh process that runs `bench run` (bench.cli.main, then the
+CLI's own exit) with a callback marking the run's phases:
+
+- start: from the launch of the process (the parent's clock just before it starts the child)
+  to the first training step (a callback's on_train_batch_start);
+- finish: from the end of the last training epoch (validation included) to the process's exit
+  (test pass with its spike and energy counting, summary.json, W&B summary, artifacts and
+  finish, the interpreter's exit).
+
+Each tree (a folder holding a `bench/` package: this checkout, an older one unpacked with
+`git archive`) runs in its own fresh process, trees alternate round by round, and the figures
+quoted are medians over rounds; with two trees, also the median of the paired ratios.
+
+    python benchmarks/trial_fixed_cost.py --rounds 5                       # this checkout
+    python benchmarks/trial_fixed_cost.py --rounds 5 --tree /tmp/old --tree .   # before/after
+    python benchmarks/trial_fixed_cost.py --rounds 3 --set limit_train_batches=2  # cheaper
+
+The default trial is the README's quick start (`sweeps/avalanche.yaml --set dataset=digits
+--set epochs=2`): sparse_resnet18, T=1, N=4, SGD lr 0.08, cosine, batch 64, probes on, W&B
+offline, both checkpoints. `--set` pairs change it (limit_train_batches only shortens the
+epochs, which are not part of the fixed cost). Each worker also prints its timeline (`-v`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUICK_START = {"dataset": "digits", "epochs": 2, "arch": "sparse_resnet18", "T": 1, "N": 4,
+               "estimator": "sigmoid", "barrier_estimator": "ste", "alpha": 4.0,
+               "optimizer": "sgd", "lr": 0.08, "momentum": 0.9, "weight_decay": 5.0e-4,
+               "schedule": "cosine", "batch_size": 64, "progress_bar": False}
+
+
+def worker(launched: float, sets: list[str], results: str) -> None:
+    """One `bench run` in this (fresh) process, through the tree's own CLI and exit; prints the
+    wall-clock marks, seconds since `launched`."""
+    marks: dict[str, float] = {"interpreter": time.time()}
+    import lightning as L
+
+    marks["import lightning"] = time.time()
+    import bench.cli
+    import bench.run
+
+    marks["import bench.run"] = time.time()
+
+    class Timeline(L.Callback):
+        """Wall-clock marks of the run's phases (first occurrence; epoch ends: the last)."""
+
+        def _mark(self, name: str, last: bool = False) -> None:
+            if last or name not in marks:
+                marks[name] = time.time()
+
+        def on_fit_start(self, trainer, pl_module):
+            self._mark("fit start")
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self._mark("first training step")
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self._mark("last epoch end", last=True)
+
+        def on_test_start(self, trainer, pl_module):
+            self._mark("test start")
+
+        def on_test_end(self, trainer, pl_module):
+            self._mark("test end")
+
+    execute = bench.run.execute
+
+    def timed(cfg, **kwargs):
+        marks["execute"] = time.time()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), Timeline()]
+        return execute(cfg, **kwargs)
+
+    bench.run.execute = timed  # `bench run` calls it by name
+    args = [f"{k}={v}" for k, v in {**QUICK_START, "run_id": "trial"}.items()] + sets
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = bench.cli.main(["run", "--results", results, *(a for s in args
+                                                              for a in ("--set", s))])
+    marks["record written"] = time.time()
+    with open(Path(results) / "default" / "runs" / "trial" / "metrics.csv", newline="") as f:
+        epochs = [float(row["time_s"]) for row in csv.DictReader(f)]
+    print(json.dumps({"marks": {k: v - launched for k, v in marks.items()}, "epochs_s": epochs,
+                      "code": code}), flush=True)
+    # the way `bench run` ends (a tree without bench.cli.exit_now ends as sys.exit does)
+    getattr(bench.cli, "exit_now", sys.exit)(code)
+
+
+def one_trial(tree: Path, sets: list[str], verbose: bool) -> dict:
+    """Launch a fresh process on `tree`'s bench; its marks plus the exit, seconds from launch."""
+    with tempfile.TemporaryDirectory(prefix="trial-fixed-cost-") as results:
+        env = {**os.environ, "PYTHONPATH": str(tree), "WANDB_SILENT": "true"}
+        env.pop("WANDB_SERVICE", None)
+        cmd = [sys.executable, __file__, "--worker", "--results", results]
+        cmd += [a for s in sets for a in ("--set", s)]
+        launched = time.time()
+        out = subprocess.run(cmd + ["--launched", repr(launched)], env=env, cwd=results,
+                             capture_output=True, text=True)
+        exited = time.time() - launched
+        if out.returncode != 0 or not out.stdout.strip():
+            raise SystemExit(f"worker on {tree} failed:\n{out.stderr[-3000:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got["marks"]["exit"] = exited
+    m = got["marks"]
+    got["start_s"] = m["first training step"]
+    got["finish_s"] = m["exit"] - m["last epoch end"]
+    got["fixed_s"] = got["start_s"] + got["finish_s"]
+    if verbose:
+        print(f"  {tree}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(m.items(),
+                                                                     key=lambda kv: kv[1])))
+    return got
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tree", action="append", type=Path,
+                   help="a folder holding the bench package to time (repeat to compare; "
+                        "default: this checkout)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("-v", "--verbose", action="store_true", help="print each trial's timeline")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--launched", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--results", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.launched, args.set, args.results)
+    trees = [t.resolve() for t in (args.tree or [Path(__file__).resolve().parents[1]])]
+    runs: dict[Path, list[dict]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        order = trees if r % 2 == 0 else trees[::-1]  # alternated: no tree always goes first
+        for tree in order:
+            runs[tree].append(one_trial(tree, args.set, args.verbose))
+        print(f"round {r + 1}: " + "; ".join(
+            f"{t.name or t}: start {runs[t][-1]['start_s']:.2f} s, finish "
+            f"{runs[t][-1]['finish_s']:.2f} s, epochs "
+            f"{'+'.join(f'{e:.1f}' for e in runs[t][-1]['epochs_s'])} s" for t in trees),
+            flush=True)
+    for t in trees:
+        med = {k: statistics.median(x[k] for x in runs[t]) for k in ("start_s", "finish_s",
+                                                                     "fixed_s")}
+        phases = _median_phases(runs[t])
+        print(f"{t}: median start {med['start_s']:.2f} s, finish {med['finish_s']:.2f} s, "
+              f"fixed {med['fixed_s']:.2f} s ({args.rounds} rounds)")
+        print("  median phase ends (s from launch): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in phases))
+    if len(trees) == 2:
+        a, b = trees
+        for key in ("start_s", "finish_s", "fixed_s"):
+            ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
+            print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
+                  f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "
+                  f"{max(ratios):.3f}, paired over {len(ratios)} rounds)")
+    return 0
+
+
+def _median_phases(runs: list[dict]) -> list[tuple[str, float]]:
+    keys = set.intersection(*(set(r["marks"]) for r in runs))
+    med = {k: statistics.median(r["marks"][k] for r in runs) for k in keys}
+    return sorted(med.items(), key=lambda kv: kv[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
