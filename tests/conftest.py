@@ -15,7 +15,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # trains real runs or starts bench processes: marked here, in one place, so that a new test in
 # these files or a new user of these fixtures falls into its tier without a marker of its own.
 SLOW_FIXTURES = {"digits_study", "sparse_run", "reference", "sweep", "postgres_url"}
-SLOW_FILES = {"test_sweep_postgres.py", "test_report_e2e.py"}
+SLOW_FILES = {"test_sweep_postgres.py", "test_report_e2e.py", "test_run_failures.py"}
 SLOW_TESTS = (  # file::test-name prefixes (every parameter of a parametrized test)
     "test_sweep_run.py::test_grid_of_six", "test_sweep_run.py::test_sigkill_then_resume",
     "test_sweep_run.py::test_failing_trial", "test_sweep_run.py::test_nan_loss_trial",
@@ -31,7 +31,9 @@ SLOW_TESTS = (  # file::test-name prefixes (every parameter of a parametrized te
     "test_energy.py::test_sew_sum_counts_values",
     "test_energy.py::test_layers_reading_one_neuron_output",
     "test_perf.py::test_perf_prints_a_row_per_model", "test_figures.py::test_energy_claims",
-    "test_figures.py::test_levels_gradient_dvs_claims")
+    "test_figures.py::test_levels_gradient_dvs_claims",
+    "test_figures.py::test_figures_need_no_sweeps_folder",
+    "test_hostile.py::test_a_limit_giving_no_batch_fails_its_trial")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
