@@ -78,14 +78,16 @@ def worker(launched: float, sets: list[str], results: str) -> None:
         def on_test_end(self, trainer, pl_module):
             self._mark("test end")
 
-    execute = bench.run.execute
+    # `bench run` calls `train` by name (older trees: `execute`, which took the callbacks)
+    name = "train" if hasattr(bench.run, "train") else "execute"
+    inner = getattr(bench.run, name)
 
-    def timed(cfg, **kwargs):
+    def timed(cfg, *args, **kwargs):
         marks["execute"] = time.time()
         kwargs["callbacks"] = [*kwargs.get("callbacks", ()), Timeline()]
-        return execute(cfg, **kwargs)
+        return inner(cfg, *args, **kwargs)
 
-    bench.run.execute = timed  # `bench run` calls it by name
+    setattr(bench.run, name, timed)
     args = [f"{k}={v}" for k, v in {**QUICK_START, "run_id": "trial"}.items()] + sets
     with contextlib.redirect_stdout(io.StringIO()):
         code = bench.cli.main(["run", "--results", results, *(a for s in args
