@@ -24,7 +24,7 @@ from bench.checkpoint import BEST, LAST
 from bench.config import NETWORK_KEYS, RunConfig, parse_sets, record_layer
 from bench.errors import BenchError
 from bench.record import RunRecord, check_writable
-from bench.run import _limit, build_probes
+from bench.run import build_probes
 from bench.stopping import EXIT_CODES, disk_full, interrupted, signals_stop_the_run, stop_callback
 
 IDENTITY_KEYS = ("study", "run_id", "results")  # an eval is recorded beside the run it measures
@@ -152,8 +152,8 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
 def _trainer(cfg: RunConfig, folder: Path, callbacks: list, logger: Any) -> L.Trainer:
     return L.Trainer(
         accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-        limit_val_batches=_limit(cfg.limit_val_batches),
-        limit_test_batches=_limit(cfg.limit_test_batches),
+        limit_val_batches=cfg.limit_val_batches,
+        limit_test_batches=cfg.limit_test_batches,
         callbacks=[stop_callback(), *callbacks], logger=logger or False,
         enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
         enable_model_summary=False, deterministic="warn" if cfg.deterministic else False,

@@ -32,10 +32,6 @@ def new_run_id(cfg: RunConfig) -> str:
     return f"{cfg.arch}-{cfg.tag()}-s{cfg.seed}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _limit(value: float) -> float | int:
-    return value if value <= 1.0 else int(value)
-
-
 class RecordWriter(L.Callback):
     """Copies what the probes measured into the run record at each epoch end (listed last).
 
@@ -209,9 +205,9 @@ def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
     saving = checkpoint_callbacks(cfg, folder)
     return L.Trainer(
         accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
-        limit_train_batches=_limit(cfg.limit_train_batches),
-        limit_val_batches=_limit(cfg.limit_val_batches),
-        limit_test_batches=_limit(cfg.limit_test_batches),
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        limit_test_batches=cfg.limit_test_batches,
         callbacks=[stop_callback(), *callbacks, RngState(), *saving],
         logger=logger or False, plugins=[AtomicCheckpointIO()],
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
