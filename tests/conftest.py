@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,28 @@ def pytest_collection_modifyitems(config, items) -> None:
 TINY = {"dataset": "digits", "epochs": 2, "batch_size": 32, "limit_train_batches": 3,
         "limit_val_batches": 2, "limit_test_batches": 2, "T": 1, "N": 4, "seed": 3,
         "progress_bar": False, "grad_every": 1}
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_command(*args: str) -> list[str]:
+    """`bench ARGS` as a child process of this interpreter (the checkout's bench)."""
+    return [sys.executable, "-m", "bench.cli", *args]
+
+
+def child_env() -> dict:
+    """The environment of a `bench` child process.
+
+    WANDB_SERVICE (set once this process used W&B) would make each child log through this
+    process's W&B service, which still holds an earlier (killed) child's run id."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+
+
+def csv_rows(path: Path) -> int:
+    """Data rows of a CSV record (0 while it does not exist yet)."""
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
 def tiny_config(results: Path, **overrides):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +13,8 @@ import pytest
 
 from bench import schema
 from bench.cli import main
-from conftest import TINY, tiny_config
+from conftest import TINY, bench_command, child_env, csv_rows, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 # 4 short epochs: 2 training, 2 validation and 2 test batches of 8 images each
 SHORT = {**TINY, "epochs": 4, "batch_size": 8, "limit_train_batches": 2, "limit_val_batches": 2,
          "limit_test_batches": 2}
@@ -34,21 +31,6 @@ def reference(tmp_path_factory) -> dict:
     summary = execute(cfg)
     return {"summary": summary, "dir": results / "default" / "runs" / "reference",
             "results": results}
-
-
-def _bench(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench.cli", *args]
-
-
-def _env() -> dict:
-    # WANDB_SERVICE (set once this process used W&B) would make each child log through this
-    # process's W&B service, which still holds the killed child's run id
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    return {**env, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
-
-
-def _data_rows(path: Path) -> int:
-    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
 def test_checkpoints_named_in_summary_and_loadable(reference):
@@ -92,12 +74,12 @@ def test_resume_after_kill_9_equals_uninterrupted_run(reference, tmp_path, capsy
     run_id = "killed"
     d = reference["results"] / "default" / "runs" / run_id
     sets = [a for k, v in SHORT.items() for a in ("--set", f"{k}={v}")]
-    proc = subprocess.Popen(_bench("run", *sets, "--set", f"run_id={run_id}",
+    proc = subprocess.Popen(bench_command("run", *sets, "--set", f"run_id={run_id}",
                                    "--results", str(reference["results"])),
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 600
-        while _data_rows(d / "metrics.csv") < 2 and proc.poll() is None:
+        while csv_rows(d / "metrics.csv") < 2 and proc.poll() is None:
             assert time.monotonic() < deadline, "the run never finished its 2nd epoch"
             time.sleep(0.02)
     finally:
@@ -106,7 +88,7 @@ def test_resume_after_kill_9_equals_uninterrupted_run(reference, tmp_path, capsy
     assert proc.returncode == -signal.SIGKILL
     assert json.loads((d / "summary.json").read_text())["status"] == "running"
 
-    out = subprocess.run(_bench("run", "--resume", str(d)), env=_env(), capture_output=True,
+    out = subprocess.run(bench_command("run", "--resume", str(d)), env=child_env(), capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     ref, s = reference["dir"], json.loads((d / "summary.json").read_text())

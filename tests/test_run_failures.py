@@ -18,28 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import schema
 from bench.cli import main
-from conftest import TINY, tiny_config
+from conftest import TINY, bench_command, child_env, csv_rows, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 # epochs of 2 training, 2 validation and 2 test batches of 8 images
 QUICK = {**TINY, "epochs": 3, "batch_size": 8, "limit_train_batches": 2, "limit_val_batches": 2,
          "limit_test_batches": 2, "wandb": "disabled", "arch": "spiking_resnet18"}
 WAIT_S = 600  # generous: the machine may be shared; the tests decide from files, not time
-
-
-def _bench(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench.cli", *args]
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    return {**env, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
-
-
-def _rows(path: Path) -> int:
-    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
 def _summary(folder: Path) -> dict:
@@ -68,9 +53,9 @@ def _resume_line(err: str, folder: Path) -> list[str]:
 
 def test_sigterm_and_ctrl_c_stop_bench_run_and_resume_completes_it(tmp_path):
     d = tmp_path / "default" / "runs" / "sig"
-    start = _bench("run", *_sets(QUICK), "--set", "run_id=sig", "--results", str(tmp_path))
+    start = bench_command("run", *_sets(QUICK), "--set", "run_id=sig", "--results", str(tmp_path))
     # SIGTERM (a scheduler's time limit) once epoch 0 is checkpointed
-    proc = subprocess.Popen(start, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(start, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     rc, err = _signal_when(proc, lambda: (d / "last.ckpt").is_file(), signal.SIGTERM)
     assert rc == 143, err[-2000:]
@@ -79,18 +64,18 @@ def test_sigterm_and_ctrl_c_stop_bench_run_and_resume_completes_it(tmp_path):
     assert "Traceback" not in err
     s = _summary(d)
     assert s["status"] == "interrupted" and s["error"] == "interrupted (SIGTERM)"
-    done = _rows(d / "metrics.csv")
+    done = csv_rows(d / "metrics.csv")
     assert s["epochs_completed"] >= 1
 
     # Ctrl-C (SIGINT) of the resumed run once it wrote one more epoch
-    proc = subprocess.Popen(_bench("run", "--resume", str(d)), env=_env(),
+    proc = subprocess.Popen(bench_command("run", "--resume", str(d)), env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if done < QUICK["epochs"] - 1:
-        rc, err = _signal_when(proc, lambda: _rows(d / "metrics.csv") > done, signal.SIGINT)
+        rc, err = _signal_when(proc, lambda: csv_rows(d / "metrics.csv") > done, signal.SIGINT)
         assert rc == 130, err[-2000:]
         assert len(_resume_line(err, d)) == 1 and "Detected KeyboardInterrupt" not in err
         assert _summary(d)["error"] == "interrupted (SIGINT)"
-        again = subprocess.run(_bench("run", "--resume", str(d)), env=_env(),
+        again = subprocess.run(bench_command("run", "--resume", str(d)), env=child_env(),
                                capture_output=True, text=True, timeout=WAIT_S)
     else:
         again = subprocess.CompletedProcess(proc.args, proc.wait(timeout=WAIT_S), "", "")
@@ -359,9 +344,9 @@ def tiny_disk(tmp_path):
 
 
 def test_a_really_full_disk_stops_bench_run_in_one_line(tiny_disk):
-    out = subprocess.run(_bench("run", *_sets({**QUICK, "epochs": 1, "progress_bar": False}),
+    out = subprocess.run(bench_command("run", *_sets({**QUICK, "epochs": 1, "progress_bar": False}),
                                 "--set", "run_id=full", "--results", str(tiny_disk)),
-                         env=_env(), capture_output=True, text=True, timeout=WAIT_S)
+                         env=child_env(), capture_output=True, text=True, timeout=WAIT_S)
     d = tiny_disk / "default" / "runs" / "full"
     assert out.returncode == 2, out.stderr[-2000:]
     mine = [ln for ln in out.stderr.splitlines() if ln.startswith("bench run")]
