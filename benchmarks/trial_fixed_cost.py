@@ -9,6 +9,11 @@ CLI's own exit) with a callback marking the run's phases:
   (test pass with its spike and energy counting, summary.json, W&B summary, artifacts and
   finish, the interpreter's exit).
 
+`own` is the fixed cost less the interpreter's start and its import of torch and Lightning
+(which imports torchmetrics, torchvision and scipy.signal at its own import): seconds that are
+the same in every tree and that a sweep's workers, forked from a server that imported them,
+do not pay per trial. It is what a change to bench can move.
+
 Each tree (a folder holding a `bench/` package: this checkout, an older one unpacked with
 `git archive`) runs in its own fresh process, trees alternate round by round, and the figures
 quoted are medians over rounds; with two trees, also the median of the paired ratios.
@@ -120,6 +125,10 @@ def one_trial(tree: Path, sets: list[str], verbose: bool) -> dict:
     got["start_s"] = m["first training step"]
     got["finish_s"] = m["exit"] - m["last epoch end"]
     got["fixed_s"] = got["start_s"] + got["finish_s"]
+    # what the tree itself adds: the fixed cost less the interpreter's start and its import of
+    # torch and Lightning (with torchmetrics, torchvision, scipy.signal: the same packages, the
+    # same seconds, in every tree; a sweep's fork server pays them once per sweep)
+    got["own_s"] = got["fixed_s"] - m["import lightning"]
     if verbose:
         print(f"  {tree}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(m.items(),
                                                                      key=lambda kv: kv[1])))
@@ -153,15 +162,16 @@ def main() -> int:
             flush=True)
     for t in trees:
         med = {k: statistics.median(x[k] for x in runs[t]) for k in ("start_s", "finish_s",
-                                                                     "fixed_s")}
+                                                                     "fixed_s", "own_s")}
         phases = _median_phases(runs[t])
         print(f"{t}: median start {med['start_s']:.2f} s, finish {med['finish_s']:.2f} s, "
-              f"fixed {med['fixed_s']:.2f} s ({args.rounds} rounds)")
+              f"fixed {med['fixed_s']:.2f} s, of which the tree's own {med['own_s']:.2f} s "
+              f"({args.rounds} rounds)")
         print("  median phase ends (s from launch): " + ", ".join(
             f"{k} {v:.2f}" for k, v in phases))
     if len(trees) == 2:
         a, b = trees
-        for key in ("start_s", "finish_s", "fixed_s"):
+        for key in ("start_s", "finish_s", "fixed_s", "own_s"):
             ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
             print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
                   f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "

@@ -393,6 +393,8 @@ def test_dvs_split_is_stratified_9_to_1_and_fixed(dvs):
 def test_digits_split_is_fixed_disjoint_and_scaled():
     from sklearn.datasets import load_digits
 
+    from bench.data.digits import load_digits as bench_digits
+
     a, b = DigitsDataModule(seed=0), DigitsDataModule(seed=1)
     a.setup(), b.setup()
     sizes = {k: len(v) for k, v in a.split_indices.items()}
@@ -402,6 +404,10 @@ def test_digits_split_is_fixed_disjoint_and_scaled():
     for split in ("train", "val", "test"):
         assert torch.equal(a.split_indices[split], b.split_indices[split])
     digits = load_digits()
+    pixels, labels = bench_digits()  # read without importing sklearn: the same arrays
+    np.testing.assert_array_equal(pixels, digits.data)
+    np.testing.assert_array_equal(labels, digits.target)
+    assert pixels.dtype == digits.data.dtype and labels.dtype == digits.target.dtype
     x, y = _stack(a.test_dataloader())
     idx = a.split_indices["test"].numpy()
     assert x.shape == (200, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
