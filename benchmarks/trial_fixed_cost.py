@@ -21,6 +21,14 @@ quoted are medians over rounds; with two trees, also the median of the paired ra
     python benchmarks/trial_fixed_cost.py --rounds 5                       # this checkout
     python benchmarks/trial_fixed_cost.py --rounds 5 --tree /tmp/old --tree .   # before/after
     python benchmarks/trial_fixed_cost.py --rounds 3 --set limit_train_batches=2  # cheaper
+    python benchmarks/trial_fixed_cost.py --rounds 2 --sweep --tree /tmp/old --tree .
+
+`--sweep` times the quick start itself instead: `bench sweep sweeps/avalanche.yaml --set
+dataset=digits --set epochs=2` (6 trials, the tree's own sweep file and default workers), one
+fresh process per tree and round. Its figures: `fixed`, per trial, the Optuna duration (popped
+to told) less the trial's epochs (median over trials); `sweep`, the sweep's time outside trials
+(its start and its workers' imports, the end-of-sweep table, its exit); `all`, the sweep's wall
+time less every epoch, per trial: what the quick start pays a trial besides training.
 
 The default trial is the README's quick start (`sweeps/avalanche.yaml --set dataset=digits
 --set epochs=2`): sparse_resnet18, T=1, N=4, SGD lr 0.08, cosine, batch 64, probes on, W&B
@@ -135,6 +143,77 @@ def one_trial(tree: Path, sets: list[str], verbose: bool) -> dict:
     return got
 
 
+def one_sweep(tree: Path, sets: list[str], verbose: bool) -> dict:
+    """The quick-start sweep on `tree` in a fresh process: its wall time, and per trial the
+    Optuna duration (popped to told) less the trial's epochs."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    with tempfile.TemporaryDirectory(prefix="sweep-fixed-cost-") as results:
+        env = {**os.environ, "PYTHONPATH": str(tree), "WANDB_SILENT": "true"}
+        env.pop("WANDB_SERVICE", None)
+        sets = ["dataset=digits", "epochs=2", *sets]
+        # as the `bench` console script ends (bench.cli.entry; a tree without it: sys.exit)
+        run = ("import sys, bench.cli as c; sys.exit(c.main()) if not hasattr(c, 'entry') "
+               "else c.entry()")
+        cmd = [sys.executable, "-c", run, "sweep",
+               str(tree / "sweeps" / "avalanche.yaml"), "--results", results,
+               *(a for s in sets for a in ("--set", s))]
+        launched = time.time()
+        out = subprocess.run(cmd, env=env, cwd=results, capture_output=True, text=True)
+        wall = time.time() - launched
+        if out.returncode != 0:
+            raise SystemExit(f"sweep on {tree} failed:\n{out.stderr[-3000:]}")
+        study_dir = Path(results) / "avalanche"
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+        trials = optuna.load_study(study_name="avalanche", storage=storage).trials
+        per_trial, trained = [], 0.0
+        for t in trials:
+            with open(study_dir / "runs" / f"trial-{t.number:04d}" / "metrics.csv",
+                      newline="") as f:
+                epochs = sum(float(row["time_s"]) for row in csv.DictReader(f))
+            took = (t.datetime_complete - t.datetime_start).total_seconds()
+            per_trial.append(took - epochs)
+            trained += epochs
+        busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+    got = {"wall_s": wall, "trials": len(trials), "trained_s": trained,
+           "fixed_s": statistics.median(per_trial), "sweep_s": wall - busy,
+           "all_s": (wall - trained) / len(trials)}
+    if verbose:
+        print(f"  {tree}: wall {wall:.2f} s, {len(trials)} trials, epochs {trained:.2f} s, "
+              f"per trial besides epochs " + " ".join(f"{x:.2f}" for x in per_trial))
+    return got
+
+
+def sweep_rounds(trees: list[Path], args: argparse.Namespace) -> int:
+    runs: dict[Path, list[dict]] = {t: [] for t in trees}
+    for r in range(args.rounds):
+        for tree in trees if r % 2 == 0 else trees[::-1]:
+            runs[tree].append(one_sweep(tree, args.set, args.verbose))
+        print(f"round {r + 1}: " + "; ".join(
+            f"{t.name or t}: wall {runs[t][-1]['wall_s']:.1f} s, epochs "
+            f"{runs[t][-1]['trained_s']:.1f} s over {runs[t][-1]['trials']} trials, a trial "
+            f"{runs[t][-1]['fixed_s']:.2f} s besides its epochs, the sweep outside trials "
+            f"{runs[t][-1]['sweep_s']:.1f} s, all but epochs {runs[t][-1]['all_s']:.2f} s a "
+            f"trial" for t in trees), flush=True)
+    for t in trees:
+        med = {k: statistics.median(x[k] for x in runs[t]) for k in ("fixed_s", "sweep_s",
+                                                                     "all_s", "wall_s")}
+        print(f"{t}: median per trial besides epochs {med['fixed_s']:.2f} s; outside trials "
+              f"{med['sweep_s']:.1f} s; the sweep's wall time less its epochs, per trial, "
+              f"{med['all_s']:.2f} s; wall {med['wall_s']:.1f} s ({args.rounds} rounds)")
+    if len(trees) == 2:
+        a, b = trees
+        for key in ("fixed_s", "sweep_s", "all_s", "wall_s"):
+            ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
+            print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
+                  f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "
+                  f"{max(ratios):.3f}, paired over {len(ratios)} rounds)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tree", action="append", type=Path,
@@ -143,6 +222,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("-v", "--verbose", action="store_true", help="print each trial's timeline")
+    p.add_argument("--sweep", action="store_true",
+                   help="time the quick-start sweep (6 trials), not one `bench run`")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     p.add_argument("--results", help=argparse.SUPPRESS)
@@ -150,6 +231,8 @@ def main() -> int:
     if args.worker:
         worker(args.launched, args.set, args.results)
     trees = [t.resolve() for t in (args.tree or [Path(__file__).resolve().parents[1]])]
+    if args.sweep:
+        return sweep_rounds(trees, args)
     runs: dict[Path, list[dict]] = {t: [] for t in trees}
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]  # alternated: no tree always goes first

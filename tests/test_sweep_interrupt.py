@@ -148,10 +148,10 @@ def _worker_on_a_full_disk(job) -> None:
 
 def test_a_full_disk_stops_the_sweep_in_one_line_and_it_resumes_later(tmp_path, monkeypatch,
                                                                      capsys):
-    from bench.sweep import workers
+    from bench.sweep import start, workers
 
     file = write_sweep(tmp_path / "full.yaml", "full", {"seed": [0, 1]})
-    monkeypatch.setattr(workers, "START_METHOD", "fork")  # the fake worker below is inherited
+    monkeypatch.setattr(start, "START_METHOD", "fork")  # the fake worker below is inherited
     monkeypatch.setattr(workers, "worker_main", _worker_on_a_full_disk)
     rc = main(["sweep", str(file), "--results", str(tmp_path)])
     out, err = capsys.readouterr()
@@ -180,10 +180,10 @@ def _worker_killed_on_trial_0(job) -> None:
 
 
 def test_a_killed_worker_has_its_trial_requeued_and_is_replaced(tmp_path, monkeypatch, capsys):
-    from bench.sweep import workers
+    from bench.sweep import start, workers
 
     file = write_sweep(tmp_path / "k9.yaml", "k9", {"seed": [0, 1]})
-    monkeypatch.setattr(workers, "START_METHOD", "fork")
+    monkeypatch.setattr(start, "START_METHOD", "fork")
     monkeypatch.setattr(workers, "worker_main", _worker_killed_on_trial_0)
     assert main(["sweep", str(file), "--results", str(tmp_path)]) == 0
     every = trials(tmp_path, "k9")

@@ -1,4 +1,4 @@
-"""What a sweep's fork server does before it forks workers (bench.sweep.workers.PRELOAD names
+"""What a sweep's fork server does before it forks workers (bench.sweep.start.PRELOAD names
 this module; only that process imports it).
 
 - It dies with the sweep process that started it (Linux PR_SET_PDEATHSIG), and so do the workers

@@ -37,17 +37,12 @@ from bench.sweep.queue import (WorkerJob, make_pruner, pop_waiting, recover, run
                                target_reached)
 from bench.sweep.stopping import disk_full, setup_worker, stop_requested
 from bench.sweep.spec import SweepSpec
+from bench.sweep.start import worker_context
 from bench.sweep.storage import OWNER, open_storage, quiet_optuna
 
 STOP_WAIT_S = 30.0  # how long stopped workers get to re-queue their trials before SIGKILL
 POLL_S = 1.0
 DISK_FULL = 75  # a worker's exit code when a trial stopped on a full disk (EX_TEMPFAIL)
-# On Linux workers are forked from a fork server that imported torch, Lightning and bench once
-# (bench.sweep.forkserver), instead of each importing them again (seconds a worker); the server
-# is a fresh interpreter that never touches CUDA or starts a thread, so what a worker inherits
-# is clean. Elsewhere "spawn": a fresh interpreter per worker.
-START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"
-PRELOAD = ["bench.sweep.forkserver"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -178,9 +173,7 @@ def supervise(spec: SweepSpec, storage: BaseStorage, study: optuna.Study, *, wor
 
     A worker that dies mid-trial has its trial re-queued and is replaced while trials are
     left. A signal stops the workers and raises Interrupted; a full disk raises BenchError."""
-    ctx = multiprocessing.get_context(START_METHOD)
-    if START_METHOD == "forkserver":
-        ctx.set_forkserver_preload(PRELOAD)
+    ctx = worker_context()  # bench.sweep.start: fork server or spawn
     envs = gpu_env(workers)
     threads = cpu_threads(workers, envs)
     procs: dict[int, multiprocessing.process.BaseProcess] = {}
