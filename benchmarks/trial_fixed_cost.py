@@ -204,13 +204,7 @@ def sweep_rounds(trees: list[Path], args: argparse.Namespace) -> int:
         print(f"{t}: median per trial besides epochs {med['fixed_s']:.2f} s; outside trials "
               f"{med['sweep_s']:.1f} s; the sweep's wall time less its epochs, per trial, "
               f"{med['all_s']:.2f} s; wall {med['wall_s']:.1f} s ({args.rounds} rounds)")
-    if len(trees) == 2:
-        a, b = trees
-        for key in ("fixed_s", "sweep_s", "all_s", "wall_s"):
-            ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
-            print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
-                  f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "
-                  f"{max(ratios):.3f}, paired over {len(ratios)} rounds)")
+    print_ratios(runs, trees, ("fixed_s", "sweep_s", "all_s", "wall_s"))
     return 0
 
 
@@ -252,14 +246,20 @@ def main() -> int:
               f"({args.rounds} rounds)")
         print("  median phase ends (s from launch): " + ", ".join(
             f"{k} {v:.2f}" for k, v in phases))
-    if len(trees) == 2:
-        a, b = trees
-        for key in ("start_s", "finish_s", "fixed_s", "own_s"):
-            ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
-            print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
-                  f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "
-                  f"{max(ratios):.3f}, paired over {len(ratios)} rounds)")
+    print_ratios(runs, trees, ("start_s", "finish_s", "fixed_s", "own_s"))
     return 0
+
+
+def print_ratios(runs: dict[Path, list[dict]], trees: list[Path], keys: tuple[str, ...]) -> None:
+    """With two trees: for each key, the median over rounds of the paired ratio second/first."""
+    if len(trees) != 2:
+        return
+    a, b = trees
+    for key in keys:
+        ratios = [y[key] / x[key] for x, y in zip(runs[a], runs[b])]
+        print(f"{key[:-2]}: {b.name or b} / {a.name or a} = median x"
+              f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max "
+              f"{max(ratios):.3f}, paired over {len(ratios)} rounds)")
 
 
 def _median_phases(runs: list[dict]) -> list[tuple[str, float]]:
