@@ -24,7 +24,7 @@ from bench.checkpoint import BEST, LAST
 from bench.config import NETWORK_KEYS, RunConfig, parse_sets, record_layer
 from bench.errors import BenchError
 from bench.record import RunRecord, check_writable
-from bench.run import build_probes
+from bench.run import build_probes, no_lightning_tips, readable
 from bench.stopping import EXIT_CODES, disk_full, interrupted, signals_stop_the_run, stop_callback
 
 IDENTITY_KEYS = ("study", "run_id", "results")  # an eval is recorded beside the run it measures
@@ -150,6 +150,7 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
 
 
 def _trainer(cfg: RunConfig, folder: Path, callbacks: list, logger: Any) -> L.Trainer:
+    no_lightning_tips()
     return L.Trainer(
         accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
         limit_val_batches=cfg.limit_val_batches,
@@ -185,11 +186,12 @@ def main_eval(target: str, sets: list[str] | None = None, split: str = "test") -
         print(f"bench eval: eval failed: {error}", file=sys.stderr)
         return 1
     acc = schema.TEST_ACC if split == "test" else schema.VAL_ACC
-    rows = [(k, summary[k]) for k in (acc, schema.SPIKES_TOTAL_PER_IMAGE,
-                                      schema.ENERGY_UJ_PER_IMAGE, schema.CHECKPOINT)]
+    rows = [(k, readable(summary[k])) for k in (acc, schema.SPIKES_TOTAL_PER_IMAGE,
+                                                schema.ENERGY_UJ_PER_IMAGE, schema.CHECKPOINT)]
     rows.append(("record", str(Path(target if Path(target).is_dir() else Path(target).parent)
                                / schema.EVALS_DIR / summary[schema.EVAL_ID])))
     if summary.get(schema.WANDB_DIR):
         rows.append(("wandb (offline: `wandb sync DIR`)", summary[schema.WANDB_DIR]))
-    print(tabulate(rows, headers=["", f"eval of {summary[schema.EVAL_OF]}"], floatfmt=".4g"))
+    print(tabulate(rows, headers=["", f"eval of {summary[schema.EVAL_OF]}"],
+                   disable_numparse=True))
     return 0

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import sys
 import time
@@ -194,6 +195,21 @@ def train(cfg: RunConfig, ckpt: Path | None, *, trial: int | None = None,
         raise
 
 
+class _NoTips(logging.Filter):
+    """Lightning's Trainer advertises Lightning's cloud products on the console ("💡 Tip: ...
+    try installing litlogger"): a line about its offers, not about this run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def no_lightning_tips() -> None:
+    """Before a Trainer is built (`bench run`, `bench eval`, sweep trials)."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info's
+    if not any(isinstance(f, _NoTips) for f in log.filters):
+        log.addFilter(_NoTips())
+
+
 def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
                   logger: Any) -> L.Trainer:
     """The run's Trainer; the run-folder callbacks (RNG state, checkpoints, stop on signal)
@@ -203,6 +219,7 @@ def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
     from bench.checkpoint import AtomicCheckpointIO, RngState, checkpoint_callbacks
 
     saving = checkpoint_callbacks(cfg, folder)
+    no_lightning_tips()
     return L.Trainer(
         accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
         limit_train_batches=cfg.limit_train_batches,
@@ -227,6 +244,8 @@ def fit_and_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
         warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
         # the run folder holds the record (and, resuming, its checkpoints) by design
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        # Lightning's own use of a torch API torch deprecated: nothing the user can act on
+        warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
         # weights_only: resuming a folder executes no pickled code (its state is plain data)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
                     weights_only=True)
@@ -317,11 +336,19 @@ def _print_config(cfg: RunConfig) -> None:
 def _print_summary(summary: dict, path: Path) -> None:
     from tabulate import tabulate
 
-    rows = [(k, summary.get(k)) for k in SUMMARY_TABLE_KEYS]
+    # formatted here: tabulate's floatfmt skips a column that also holds the record's paths
+    rows = [(k, readable(summary.get(k))) for k in SUMMARY_TABLE_KEYS]
     rows.append(("record", str(path)))
     if summary.get(schema.WANDB_DIR):
         rows.append(("wandb (offline: `wandb sync DIR`)", summary[schema.WANDB_DIR]))
-    print(tabulate(rows, headers=["", summary[schema.CONFIG]["arch"]], floatfmt=".4g"))
+    print(tabulate(rows, headers=["", summary[schema.CONFIG]["arch"]], disable_numparse=True))
+
+
+def readable(value: Any) -> str:
+    """0.9239, 1.913, 64,464: four significant digits, whole numbers from 100 up."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+    return "n/a" if value is None else str(value)
 
 
 def main_run(config_file: str | None = None, sets: list[str] | None = None,

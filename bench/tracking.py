@@ -149,6 +149,12 @@ def _bench_logger_class():
     class _Logger(WandbLogger):
         """Test-split numbers (one value per run) go to the run summary, not one-point charts."""
 
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(**kw)
+            # Lightning always passes wandb.init `anonymous` (None when unset), which W&B now
+            # answers with a deprecation WARNING on every run's console: never pass it
+            self._wandb_init.pop("anonymous", None)
+
         def log_metrics(self, metrics, step=None):
             test = {k: v for k, v in metrics.items() if str(k).startswith("test/")}
             if test:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -88,9 +89,17 @@ def test_resume_after_kill_9_equals_uninterrupted_run(reference, tmp_path, capsy
     assert proc.returncode == -signal.SIGKILL
     assert json.loads((d / "summary.json").read_text())["status"] == "running"
 
-    out = subprocess.run(bench_command("run", "--resume", str(d)), env=child_env(), capture_output=True,
+    # as a user's shell runs it (W&B not silenced): the console holds no W&B warning
+    loud = {k: v for k, v in child_env().items() if k != "WANDB_SILENT"}
+    out = subprocess.run(bench_command("run", "--resume", str(d)), env=loud, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
+    console = out.stdout + out.stderr
+    assert "wandb: WARNING" not in console and "Tip:" not in console, console
+    assert "deprecated" not in console, console  # Lightning's use of a deprecated torch API
+    # the summary table's numbers as a reader wants them: 4 significant digits, 64,464
+    assert re.search(r"^test_acc +0\.\d{1,4}$", out.stdout, re.M), out.stdout
+    assert re.search(r"^spikes_total_per_image +\d{1,3}(,\d{3})*$", out.stdout, re.M), out.stdout
     ref, s = reference["dir"], json.loads((d / "summary.json").read_text())
     assert s["status"] == "completed" and s["run_id"] == run_id and s["epochs_completed"] == 4
     assert s["test_acc"] == reference["summary"]["test_acc"]
