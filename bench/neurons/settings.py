@@ -13,7 +13,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bench.errors import SettingError
-from bench.registry import NEURONS  # neuron classes (MultiLevelIF is "if"): charge/fire/reset
+# the registries of neuron classes (MultiLevelIF is "if": charge/fire/reset) and of gradient
+# estimators; a look-up loads their provider, bench.neurons
+from bench.registry import ESTIMATORS, NEURONS
 ROUNDINGS = ("floor", "round")  # floor(N v / theta), or round-to-nearest
 # what a spike of z levels outputs: z/N (bench), or z theta / N (the authors' lab code)
 OUTPUT_SCALES = ("unit", "threshold")
@@ -53,8 +55,6 @@ class NeuronSettings:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        from bench.neurons.estimators import ESTIMATORS  # late: estimators import torch
-
         n = self.N
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
             raise NeuronSettingError("N", f"{n!r} must be an integer from 1 to {MAX_N}")
