@@ -323,3 +323,37 @@ def test_workers_are_pinned_one_gpu_each(monkeypatch):
     assert gpu_env(2) == [{}, {}]
     assert cpu_threads(2, [{}, {}]) == max(1, (os.cpu_count() or 1) // 2)
     assert cpu_threads(1, [{}]) is None
+
+
+def test_multi_objective_sweep_end_to_end(tmp_path, capsys):
+    """bench.objectives through real trials: a two-direction study whose trial values are the
+    runs' own summary numbers, and `bench status` naming its Pareto front."""
+    params = {"arch": {"values": ["spiking_resnet18", "sparse_resnet18"]}}
+    params.update({k: {"value": v} for k, v in TINY.items()})
+    file = tmp_path / "pareto.yaml"
+    file.write_text(yaml.safe_dump({
+        "name": "pareto", "method": "grid", "parameters": params,
+        "metric": {"name": "test_acc", "goal": "maximize"},
+        "bench": {"objectives": [{"name": "test_acc", "goal": "maximize"},
+                                 {"name": "energy_uj_per_image", "goal": "minimize"}]}}))
+    results = tmp_path / "results"
+    out = subprocess.run(command(file, results, 1), env=env(), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    storage = JournalStorage(JournalFileBackend(str(results / "pareto" / "optuna.journal")))
+    study = optuna.load_study(study_name="pareto", storage=storage)
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE,
+                                optuna.study.StudyDirection.MINIMIZE]
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2
+    records = summaries(results, "pareto")
+    for t in done:
+        s = records[f"trial-{t.number:04d}"]
+        assert t.values == [s["test_acc"], s["energy_uj_per_image"]]
+        assert s["energy_uj_per_image"] > 0
+    capsys.readouterr()
+    assert main_status(str(results / "pareto")) == 0
+    printed = capsys.readouterr().out
+    front = {t.number for t in study.best_trials}
+    assert front and f"Pareto front ({len(front)} trial" in printed
+    assert "energy_uj_per_image (minimize)" in printed
