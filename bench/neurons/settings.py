@@ -16,6 +16,7 @@ from bench.errors import SettingError
 # the registries of neuron classes (MultiLevelIF is "if": charge/fire/reset) and of gradient
 # estimators; a look-up loads their provider, bench.neurons
 from bench.registry import ESTIMATORS, NEURONS
+
 ROUNDINGS = ("floor", "round")  # floor(N v / theta), or round-to-nearest
 # what a spike of z levels outputs: z/N (bench), or z theta / N (the authors' lab code)
 OUTPUT_SCALES = ("unit", "threshold")

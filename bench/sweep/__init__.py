@@ -52,6 +52,7 @@ def _sweep(file: str, sets: list[str] | None, workers: int, storage: str | None,
     from bench.sweep.start import worker_context
 
     worker_context()  # the fork server's imports run beside ours (a refused sweep: it ends too)
+
     from bench.plugins import load_plugins
     from bench.sweep.spec import load_spec
     from bench.sweep.progress import LiveProgress
