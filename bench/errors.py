@@ -17,3 +17,10 @@ class SettingError(ValueError):
     def __init__(self, key: str, detail: str) -> None:
         super().__init__(self.template.format(key=key, detail=detail))
         self.key, self.detail = key, detail
+
+
+def one_line(exc: BaseException) -> str:
+    """'Type: first line of the message' (or the type alone): how a run record and a sweep
+    trial state the error that ended them."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

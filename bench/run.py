@@ -18,7 +18,7 @@ import lightning as L
 
 from bench import schema
 from bench.config import RunConfig, build_config, load_yaml, parse_sets, plugin_layer
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 from bench.record import (RunLock, RunRecord, check_writable, read_summary, remove_stale_temps,
                           run_dir)
 from bench.stopping import (EXIT_CODES, disk_full, interrupted, signals_stop_the_run,
@@ -296,11 +296,6 @@ def ending(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, Diverged):
         return schema.DIVERGED, str(exc)
     return schema.FAILED, one_line(exc)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def record_failure(record: RunRecord, exc: BaseException, trainer: L.Trainer | None,

@@ -15,7 +15,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 from bench.record import write_failure_summary
 from bench.schema import METRICS_FILE
 from bench.sweep.attrs import replicate_values, set_headline
@@ -62,11 +62,6 @@ def expected(exc: BaseException) -> bool:
 def interrupted_error(error: Any) -> bool:
     """A record's error that says the trial was stopped, not that it failed."""
     return isinstance(error, str) and error.startswith(INTERRUPT_ERRORS)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---- the trial's work -----------------------------------------------------------------------

@@ -29,14 +29,14 @@ from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 from bench.record import mark_summary, read_summary
 from bench import schema
 from bench.schema import (COMPLETED, DIVERGED, ERROR, FAILED, INTERRUPTED, PRUNED, RUNS_DIR,
                           STATUS)
 from bench.sweep.attrs import enqueue_args, name_metric, record_best
 from bench.sweep.objective import (MetricMissing, Outcome, evaluate, interrupted_error,
-                                   make_sampler, metric_value, one_line)
+                                   make_sampler, metric_value)
 from bench.sweep.spec import SweepSpec, upgrade_fingerprint
 from bench.sweep.storage import MAX_RETRY, OWNER, owner_alive, owner_info
 
