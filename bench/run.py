@@ -184,8 +184,9 @@ def train(cfg: RunConfig, ckpt: Path | None, *, trial: int | None = None,
         module = SpikingClassifier(cfg, datamodule.num_classes, datamodule.in_channels)
         logger = tracking.make_logger(
             cfg, record.dir, trial, resume_id=tracking.wandb_run_id(record.dir) if ckpt else None)
-        trainer = build_trainer(cfg, record.dir, [*probes.values(), *callbacks,
-                                                  *tracking.callbacks(logger), writer], logger)
+        listed = [*probes.values(), *callbacks,
+                  *tracking.callbacks(logger, probes.get("spikes")), writer]
+        trainer = build_trainer(cfg, record.dir, listed, logger)
         fit_and_test(trainer, module, datamodule, ckpt)
         if not keep_last:
             drop_last(record.dir)

@@ -196,46 +196,35 @@ def wandb_run_id(save_dir: Path) -> str | None:
     return runs[-1].rsplit("-", 1)[-1] if runs else None
 
 
-def callbacks(logger) -> list[L.Callback]:
-    """Lightning callbacks that only make sense with a logger: the learning-rate curve."""
+def callbacks(logger, spikes: L.Callback | None = None) -> list[L.Callback]:
+    """Lightning callbacks that only make sense with a logger: the learning-rate curve, and the
+    validation spikes of `spikes` (the run's SpikeProbe, when probes are on)."""
     if logger is None:
         return []
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     # the scheduler steps every batch: lr-<Optimizer> per step (the trainer logs every step)
-    return [LearningRateMonitor(logging_interval="step"), ValSpikes()]
+    return [LearningRateMonitor(logging_interval="step"),
+            *([ValSpikes(spikes)] if spikes is not None else [])]
 
 
 class ValSpikes(L.Callback):
     """Each validation epoch's spikes per image of every probe (and residual sum, a block's
-    output) as curves `val_spikes/<probe>`, read from the rows layers.csv received: the record's
-    writer adds them at the epoch's end, after this callback's hooks, so an epoch is logged when
-    the next one starts or the fit ends (at the same global step)."""
+    output) as curves `val_spikes/<probe>`: the spike probe's table of that epoch, the rows
+    layers.csv receives (listed after the probe, so its epoch end has filled the table)."""
 
-    def __init__(self) -> None:
-        self.logged: set[int] = set()
+    def __init__(self, spikes: L.Callback) -> None:
+        self.spikes = spikes
+        self.logged: object = None  # the table logged last: an epoch the probe skipped logs none
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._log(trainer)
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self._log(trainer)
-
-    def _log(self, trainer) -> None:
-        import pandas as pd
-
-        logger = trainer.logger
-        path = Path(getattr(logger, "save_dir", "") or "") / schema.LAYERS_FILE
-        if not path.is_file():
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        table = self.spikes.last.get("val")
+        if trainer.sanity_checking or not table or table is self.logged:
             return
-        layers = pd.read_csv(path)
-        val = layers[layers[schema.SPLIT] == "val"]
-        for epoch in sorted(set(val[schema.EPOCH].astype(int)) - self.logged):
-            rows = val[val[schema.EPOCH] == epoch]
-            logger.log_metrics({f"val_spikes/{p}": float(v) for p, v in zip(
-                rows[schema.PROBE], rows[schema.SPIKES_PER_IMAGE])} | {"epoch": epoch},
-                step=trainer.global_step)
-            self.logged.add(epoch)
+        trainer.logger.log_metrics({f"val_spikes/{p}": row[schema.SPIKES_PER_IMAGE]
+                                    for p, row in table.items()} | {"epoch": trainer.current_epoch},
+                                   step=trainer.global_step)
+        self.logged = table
 
 
 def run_path(logger) -> str | None:
