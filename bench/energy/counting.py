@@ -32,10 +32,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based.neuron import BaseNode, SimpleBaseNode
 from torch import nn
 
-from bench.models.contract import Contract, contract_of
+from bench.models.contract import contract_of, is_neuron
 
 _CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -142,10 +141,6 @@ def is_synaptic(module: nn.Module) -> bool:
         isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and not module.transposed)
 
 
-def is_neuron(module: nn.Module) -> bool:
-    return isinstance(module, (SimpleBaseNode, BaseNode))
-
-
 def _layer_shape(name: str, m: nn.Module, folded_bn: bool, analog: bool) -> LayerShape:
     bias = m.bias is not None or folded_bn
     if isinstance(m, nn.Linear):
@@ -244,11 +239,6 @@ def _images(x: Any) -> int:
     return int(x.shape[1]) if x.dim() == 5 else int(x.shape[0])
 
 
-def model_levels(contract: Contract) -> tuple[int, bool]:
-    """(N, spiking) of a model's contract; an ANN has no levels: (0, False)."""
-    return (0 if contract.N is None else contract.N), contract.spiking
-
-
 def _where(t: torch.Tensor) -> tuple[int, int]:
     """Where t's elements start in memory (a view and its source share it; inference-mode views
     keep no `_base`)."""
@@ -324,7 +314,9 @@ class EnergyCounter:
         self.layer_modules = OrderedDict((n, m) for n, m in modules if is_synaptic(m))
         self.neuron_modules = OrderedDict((n, m) for n, m in modules if is_neuron(m))
         self.contract = contract_of(model)
-        self.levels, self.spiking = model_levels(self.contract)
+        # an ANN has no levels: 0
+        self.levels = 0 if self.contract.N is None else self.contract.N
+        self.spiking = self.contract.spiking
         # the input grid of synaptic layers: z = y * scale (N, or N / theta for z theta / N)
         self.scale = float(self.contract.spike_scale or 1)
         # each neuron's declared levels and spike grid (ContractError naming an undeclared one)

@@ -163,7 +163,7 @@ def evaluate(trial: optuna.Trial, spec: SweepSpec, results: str, run_dir: Path) 
 def _failed(exc: BaseException, spec: SweepSpec, number: int, params: dict[str, Any],
             run_dir: Path) -> Outcome:
     """Called while `exc` is being handled (a bare raise re-raises it)."""
-    from bench.sweep.stopping import disk_full, stop_requested
+    from bench.stopping import disk_full, stop_requested
 
     if disk_full(exc, run_dir):  # checkpoints included (torch.save's RuntimeError)
         return Outcome(TrialState.FAIL, stopped="disk full")

@@ -12,12 +12,10 @@ import sys
 import threading
 import time
 
-from bench.stopping import (DISK_ERRNOS, RunInterrupted, disk_full, install,  # noqa: F401
-                            quiet_logging_errors, stop_callback, stop_requested)
+from bench.stopping import install, quiet_logging_errors
 
 POLL_S = 1.0  # how often a worker without PR_SET_PDEATHSIG checks that its parent lives
 PR_SET_PDEATHSIG = 1
-TrialInterrupted = RunInterrupted  # the name older records' errors carry
 
 
 def setup_worker(parent_pid: int) -> None:

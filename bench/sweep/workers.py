@@ -32,10 +32,11 @@ from optuna.storages import BaseStorage, RDBStorage, fail_stale_trials
 from optuna.trial import TrialState
 
 from bench.errors import BenchError
+from bench.stopping import disk_full, stop_requested
 from bench.sweep.attrs import superseded
 from bench.sweep.queue import (WorkerJob, make_pruner, pop_waiting, recover, run_trial, study_id,
                                target_reached)
-from bench.sweep.stopping import disk_full, setup_worker, stop_requested
+from bench.sweep.stopping import setup_worker
 from bench.sweep.spec import SweepSpec
 from bench.sweep.start import worker_context
 from bench.sweep.storage import OWNER, open_storage, quiet_optuna
