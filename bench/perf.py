@@ -334,7 +334,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def run_perf(settings: PerfSettings = PerfSettings()) -> pd.DataFrame:
     """The timing table (a notebook's `bench perf`); BenchError (one line) for a bad setting."""
-    return _table(_timed_entries(settings))
+    args = _resolved(settings)
+    return _table(_timed_entries(args, _check_args(args)))
 
 
 def _resolved(args: PerfSettings) -> PerfSettings:
@@ -343,9 +344,8 @@ def _resolved(args: PerfSettings) -> PerfSettings:
                                N=NeuronSettings.N if args.N is None else args.N)
 
 
-def _timed_entries(args: PerfSettings) -> list[Entry]:
-    args = _resolved(args)
-    models = _check_args(args)
+def _timed_entries(args: PerfSettings, models: list[str]) -> list[Entry]:
+    """`models` timed under `args`, resolved and checked by the caller."""
     device = _device(args.device)
     entries = _prepare(_entries(models, args), args, device)
     _time(entries, args.warmup, args.steps, device)
@@ -354,12 +354,12 @@ def _timed_entries(args: PerfSettings) -> list[Entry]:
 
 def main_perf(args: PerfSettings) -> int:
     args = _resolved(args)
-    _check_args(args)  # every one-line error before any warning
+    models = _check_args(args)  # every one-line error before any warning
     device = _device(args.device)
     if args.steps < MIN_STEPS:
         print(f"bench perf: warning: {args.steps} timed steps (< {MIN_STEPS}): the medians and "
               f"ratios are noise-dominated; use --steps {MIN_STEPS} or more", file=sys.stderr)
-    entries = _timed_entries(args)
+    entries = _timed_entries(args, models)
     for e in entries:
         if e.error is not None:
             print(f"bench perf: warning: {e.name} ({e.variant}) not timed: {e.error}",

@@ -66,7 +66,7 @@ class DigitsDataModule(SplitDataModule):
         x = torch.from_numpy(pixels / 16.0).float().view(-1, 1, 8, 8)  # [1797, 1, 8, 8], 0..1
         y = torch.from_numpy(labels).long()
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        self.split_indices = dict(zip(("train", "val", "test"), torch.split(perm, SPLIT_SIZES)))
+        self.split_indices = dict(zip(SPLITS, torch.split(perm, SPLIT_SIZES)))
         self._splits = {split: TensorDataset(x[idx], y[idx])
                         for split, idx in self.split_indices.items()}
 
