@@ -21,7 +21,7 @@ SLOW_TESTS = (  # file::test-name prefixes (every parameter of a parametrized te
     "test_sweep_run.py::test_grid_of_six", "test_sweep_run.py::test_sigkill_then_resume",
     "test_sweep_run.py::test_failing_trial", "test_sweep_run.py::test_nan_loss_trial",
     "test_sweep_run.py::test_hyperband", "test_sweep_run.py::test_multi_objective",
-    "test_sweep_interrupt.py::test_interrupted_sweep",
+    "test_sweep_interrupt.py::test_interrupted_sweep", "test_hostile.py::test_an_integer_limit",
     "test_sweep_interrupt.py::test_a_torn_last_journal_line", "test_run.py::test_nan_loss",
     "test_durable.py::test_checkpoint_none", "test_plugins.py::test_run_and_eval",
     "test_plugins.py::test_sweep_workers", "test_readme.py::test_readme_python_block_runs",

@@ -314,8 +314,6 @@ class SumNet(nn.Module):
     """Two MultiLevelIF(N=4) maps summed (a SEW residual exit), then Linear(6, 2): currents z/4
     give z = [0, 3, 1, 4, 4, 1] and [0, 0, 4, 4, 0, 0], a sum of z = [0, 3, 5, 8, 4, 1]."""
 
-    N, is_spiking = 4, True
-
     def __init__(self) -> None:
         super().__init__()
         self.sn_a, self.sn_b = MultiLevelIF(N=4, step_mode="m"), MultiLevelIF(N=4, step_mode="m")

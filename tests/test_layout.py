@@ -17,8 +17,7 @@ from matplotlib.figure import Figure
 
 from bench.report import plots, prepare
 from bench.report.load import load_records
-from test_report import (energy_parts, energy_study, make_avalanche, new_parts, write_record,
-                         write_sweep)
+from test_report import energy_study, make_avalanche, new_parts, write_record, write_sweep
 
 MATH_SHRINK = 0.7  # mathtext's size for each level of super- or subscript (SHRINK_FACTOR)
 SIZES = {"column": 3.5, "page": 7.16}

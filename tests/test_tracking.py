@@ -89,7 +89,6 @@ def test_summary_is_the_last_logged_value(sparse_run):
     # console captured (the Logs tab), offline too
     assert (sparse_run["folder"] / "files" / "output.log").is_file()
     assert summary["test_acc"] == pytest.approx(sparse_run["summary"]["test_acc"])
-    metrics = pd.read_csv(sparse_run["record_dir"] / "metrics.csv")
     assert sparse_run["summary"]["val_acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
     assert summary["status"] == "completed"
     # the learning rate at every optimizer step (the scheduler steps every batch)

@@ -220,7 +220,7 @@ def test_pareto_front_of_configuration_means():
 def test_tradeoff_figure_marks_categories_and_the_front(tmp_path):
     pair_study(tmp_path / "results", (1000, 1002, 998), (990, 991, 989),
                sparse_acc=(0.80, 0.81, 0.79))
-    from test_report import load_records
+    from bench.report.load import load_records
     from bench.report import prepare
 
     prep = prepare(load_records([tmp_path / "results" / "avalanche"]))
