@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from bench.checkpoint import BEST, LAST
 from bench.config import NETWORK_KEYS, RunConfig, parse_sets, record_layer
 from bench.errors import BenchError
 from bench.record import RunRecord, check_writable
-from bench.run import build_probes, no_lightning_tips, readable
-from bench.stopping import EXIT_CODES, disk_full, interrupted, signals_stop_the_run, stop_callback
+from bench.run import build_probes, lightning_warnings, make_trainer, readable
+from bench.stopping import EXIT_CODES, disk_full, interrupted, signals_stop_the_run
 
 IDENTITY_KEYS = ("study", "run_id", "results")  # an eval is recorded beside the run it measures
 SPLITS = ("test", "val")
@@ -116,9 +115,9 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
         datamodule = build_datamodule(cfg)
         logger = make_logger(cfg, record.dir, job_type="eval", name=f"{cfg.run_id}/{eval_id}",
                              config={**cfg.to_dict(), **identity})
-        trainer = _trainer(cfg, record.dir, list(probes.values()), logger)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer = make_trainer(cfg, record.dir, list(probes.values()), logger,
+                               enable_checkpointing=False)
+        with lightning_warnings():
             run_split = trainer.test if split == "test" else trainer.validate
             run_split(module, datamodule=datamodule, verbose=False)
         summary = {**summarize(trainer, probes, None, started, split),
@@ -147,18 +146,6 @@ def evaluate(target: str | Path, sets: dict[str, Any] | None = None, split: str 
         except Exception:  # noqa: BLE001
             pass
         raise
-
-
-def _trainer(cfg: RunConfig, folder: Path, callbacks: list, logger: Any) -> L.Trainer:
-    no_lightning_tips()
-    return L.Trainer(
-        accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
-        limit_val_batches=cfg.limit_val_batches,
-        limit_test_batches=cfg.limit_test_batches,
-        callbacks=[stop_callback(), *callbacks], logger=logger or False,
-        enable_checkpointing=False, enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False, deterministic="warn" if cfg.deterministic else False,
-        default_root_dir=str(folder))
 
 
 def main_eval(target: str, sets: list[str] | None = None, split: str = "test") -> int:

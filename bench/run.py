@@ -205,41 +205,48 @@ class _NoTips(logging.Filter):
 
 
 def no_lightning_tips() -> None:
-    """Before a Trainer is built (`bench run`, `bench eval`, sweep trials)."""
+    """Before a Trainer is built (`make_trainer`)."""
     log = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # rank_zero_info's
     if not any(isinstance(f, _NoTips) for f in log.filters):
         log.addFilter(_NoTips())
 
 
+def make_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback], logger: Any,
+                 **stage: Any) -> L.Trainer:
+    """A Trainer of `bench run` or `bench eval` (`stage`: what only training sets): the stop
+    callback first, so a signal ends the stage at the next batch."""
+    no_lightning_tips()
+    return L.Trainer(
+        accelerator=cfg.accelerator, devices=1, precision=cfg.precision,
+        limit_val_batches=cfg.limit_val_batches, limit_test_batches=cfg.limit_test_batches,
+        callbacks=[stop_callback(), *callbacks], logger=logger or False,
+        enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        deterministic="warn" if cfg.deterministic else False, default_root_dir=str(folder),
+        **stage)
+
+
 def build_trainer(cfg: RunConfig, folder: Path, callbacks: list[L.Callback],
                   logger: Any) -> L.Trainer:
-    """The run's Trainer; the run-folder callbacks (RNG state, checkpoints, stop on signal)
-    come after the caller's, so a checkpoint covers every row written before it."""
+    """The run's Trainer; the run-folder callbacks (RNG state, checkpoints) come after the
+    caller's, so a checkpoint covers every row written before it."""
     from lightning.pytorch.callbacks import Checkpoint
 
     from bench.checkpoint import AtomicCheckpointIO, RngState, checkpoint_callbacks
 
     saving = checkpoint_callbacks(cfg, folder)
-    no_lightning_tips()
-    return L.Trainer(
-        accelerator=cfg.accelerator, devices=1, precision=cfg.precision, max_epochs=cfg.epochs,
-        limit_train_batches=cfg.limit_train_batches,
-        limit_val_batches=cfg.limit_val_batches,
-        limit_test_batches=cfg.limit_test_batches,
-        callbacks=[stop_callback(), *callbacks, RngState(), *saving],
-        logger=logger or False, plugins=[AtomicCheckpointIO()],
+    return make_trainer(
+        cfg, folder, [*callbacks, RngState(), *saving], logger,
+        max_epochs=cfg.epochs, limit_train_batches=cfg.limit_train_batches,
+        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in [*saving, *callbacks]),
-        enable_progress_bar=cfg.progress_bar,
         # every step: the scheduler steps every batch, so the lr and loss curves get a point per
         # step (Lightning's LearningRateMonitor logs only on steps that update the logs)
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-        deterministic="warn" if cfg.deterministic else False,
-        default_root_dir=str(folder),
-    )
+        num_sanity_val_steps=0, log_every_n_steps=1)
 
 
-def fit_and_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
-                 ckpt: Path | None) -> None:
+@contextlib.contextmanager
+def lightning_warnings() -> Iterator[None]:
+    """Lightning's warnings that say nothing about a bench run, silenced while it runs."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*log_every_n_steps.*")
@@ -247,6 +254,12 @@ def fit_and_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
         # Lightning's own use of a torch API torch deprecated: nothing the user can act on
         warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+        yield
+
+
+def fit_and_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any,
+                 ckpt: Path | None) -> None:
+    with lightning_warnings():
         # weights_only: resuming a folder executes no pickled code (its state is plain data)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None,
                     weights_only=True)
