@@ -31,8 +31,8 @@ from bench.report.sensitivity import Pricing, default_pricing
 from bench.report.paper import ACC_TOLERANCE_PP, PAPER, REPORTED, SOURCE_UNVERIFIED, Reported
 from bench.report.tables import (Table, add_labels, ann_of, display_arch, energy_settings_note,
                                  fmt_mean_std, fmt_number, sum_rows)
-from bench.report.verdicts import (FAILS, HOLDS, INCONCLUSIVE, NA, Effect, effect, interval_text,
-                                   judge)
+from bench.report.verdicts import (FAILS, HOLDS, INCONCLUSIVE, NA, Effect, effect, fails_bold,
+                                   interval_text, judge, seeds_of)
 
 __all__ = ["main_figures", "build_figures", "Claim", "FIGURES"]
 
@@ -146,8 +146,7 @@ def claims_table(claims: list[Claim], name: str = "claims") -> Table:
         display.insert(display.columns.get_loc("direction"), "accuracy of the groups",
                        numeric["accuracy"].replace("", "–"))
     display = display.astype(str)
-    bold = display.apply(lambda col: col.eq(FAILS) if col.name in ("direction", "size")
-                         else pd.Series(False, index=col.index))
+    bold = fails_bold(display)
     sentence = (f"{len(claims)} claim rows: the paper's number ({PAPER}; third-party VGG16 "
                 f"numbers marked unverified) beside ours, with our data set, epochs and runs. "
                 f"Ours − paper only where the quantity and the data set are the same, else "
@@ -263,8 +262,7 @@ def samples(ctx: Context, row: pd.Series | None, col: str) -> tuple[list[float],
         return [], None
     runs = ctx.runs.loc[list(row["uids"])]
     keep = runs[col].astype(float).notna()
-    seeds = list(runs.loc[keep, "seed"]) if "seed" in runs.columns else None
-    return list(runs.loc[keep, col].astype(float)), seeds
+    return list(runs.loc[keep, col].astype(float)), seeds_of(ctx.runs, runs.index[keep])
 
 
 def compare(ctx: Context, a: pd.Series | None, b: pd.Series | None, col: str,
@@ -438,10 +436,9 @@ def _pair_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> N
             change = pct_change(a, b)
             paper = REPORTED[key] if reported else REPORTED["depth"]
             quantity = f"{word} change, {name} (%)"
-            spec = EnergyCompare(quantity, facet, sparse, sew, "change", "<", paper.low,
-                                 paper.high)
             if word == "energy":
-                direction, size, evidence = energy_compare(ctx, spec)
+                direction, size, evidence = energy_compare(ctx, EnergyCompare(
+                    quantity, facet, sparse, sew, "change", "<", paper.low, paper.high))
             else:
                 direction, size, evidence = judge(compare(ctx, sparse, sew, col, "change"), "<",
                                                   paper.low, paper.high)
@@ -477,9 +474,7 @@ def _sum1(ctx: Context, prep: Prepared, row: pd.Series) -> tuple[list[float], li
     rows = sum_rows(prep.records.layers, prep.done)
     rows = rows[(rows["k"] == 1) & rows["uid"].isin(list(row["uids"]))]
     by_uid = rows.groupby("uid")[schema.SPIKES_PER_IMAGE].first()
-    seeds = (list(ctx.runs.loc[list(by_uid.index), "seed"]) if "seed" in ctx.runs.columns
-             else None)
-    return list(by_uid.astype(float)), seeds
+    return list(by_uid.astype(float)), seeds_of(ctx.runs, by_uid.index)
 
 
 def _sum_claims(ctx: Context, figure: str, prep: Prepared, reported: bool) -> None:
@@ -599,8 +594,7 @@ def _gradient_claims(ctx: Context, agg: pd.DataFrame, runs: pd.DataFrame, prep: 
         if r is None or r["label"] not in norm.index:
             return [], None
         v = per_run.loc[r["label"]]
-        seeds = list(ctx.runs.loc[list(v.index), "seed"]) if "seed" in ctx.runs else None
-        return list(v.astype(float)), seeds
+        return list(v.astype(float)), seeds_of(ctx.runs, v.index)
 
     (x_sew, k_sew), (x_sg, k_sg), (x_ste, k_ste) = (runs_of(k) for k in ("SEW", "SG", "STE"))
     sg_ste = effect(x_sg, x_ste, "ratio", k_sg, k_ste)
@@ -759,7 +753,7 @@ def build_figures(results: str | Path = "results", out: str | Path = "reports/pa
                   paper: bool = True, pricing: Pricing | None = None) -> list[Path]:
     """Regenerate every paper figure the present studies allow; list the others.
     `paper=False` leaves out the paper-size PDFs (screen PNGs only); `pricing` reprices runs
-    for the energy claims' sensitivity matrix (default: bench.energy's, where it exists)."""
+    for the energy claims' sensitivity matrix (default: bench.energy's)."""
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise BenchError(f"results folder not found: {results}")
@@ -809,15 +803,11 @@ def _tradeoffs(studies: dict[str, Prepared], out: Path, page: Page, paper: bool)
     return render_figures(specs, out, page, paper)
 
 
-def _sensitivity(ctx: Context, pricing: Pricing | None) -> list[Path]:
+def _sensitivity(ctx: Context, pricing: Pricing) -> list[Path]:
     """The energy claims judged again under each energy setting (bench.report.sensitivity)."""
     if not ctx.energy:
         return []
     ctx.page.heading("Sensitivity of the energy claims")
-    if pricing is None:
-        ctx.page.text("No sensitivity matrix: this bench has no energy repricing "
-                      "(bench.energy.reprice).")
-        return []
     try:
         cells = sensitivity.matrix(ctx.energy, ctx.runs, pricing)
     except sensitivity.CannotReprice as exc:

@@ -7,14 +7,11 @@ of the same records then give byte-identical pages), else the current UTC time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 import pandas as pd
-
-import dataclasses
-import json
-from pathlib import Path
 
 from bench import schema
 from bench.report.load import ENERGY_KEYS, NOT_GROUPING, Records
@@ -108,15 +105,12 @@ def _default_lr(done: pd.DataFrame) -> str:
 
 
 def library_versions(done: pd.DataFrame) -> str:
-    """'torch 2.5.1, lightning 2.4.0, ...' from the runs' config.json (`versions`); a library
-    whose version differs between runs lists each with its run count."""
+    """'torch 2.5.1, lightning 2.4.0, ...' from the runs' config.json `versions` (the run row's
+    column, load.read_run); a library whose version differs between runs lists each with its
+    run count."""
     seen: dict[str, dict[str, int]] = {}
-    for path in done.get("path", pd.Series(dtype=object)).dropna():
-        try:
-            versions = json.loads((Path(path) / schema.CONFIG_FILE).read_text()).get(
-                "versions") or {}
-        except (OSError, ValueError):
-            continue
+    for versions in done.get(schema.VERSIONS, pd.Series(dtype=object)):
+        versions = versions if isinstance(versions, dict) else {}
         for lib in LIBRARIES:
             if lib in versions:
                 seen.setdefault(lib, {}).setdefault(str(versions[lib]), 0)

@@ -215,13 +215,16 @@ def check_record(path: Path) -> None:
                          "move its run folder away")
 
 
+# check_record runs on every record file: the types are read off RunConfig once
+_CONFIG_TYPES = {f.name: str(f.type) for f in fields(RunConfig)}
+
+
 def _bad_config(config: dict, prefix: str) -> list[str]:
     """Recorded config keys whose value is not of their RunConfig type (null is allowed: an
     ANN's T and N, an older record's unset keys): tables and figures compute with them."""
-    kinds = {f.name: str(f.type) for f in fields(RunConfig)}
     bad = []
     for key, value in config.items():
-        kind = kinds.get(key, "")
+        kind = _CONFIG_TYPES.get(key, "")
         if value is None or not kind:
             continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -248,6 +251,8 @@ def read_run(run: Path, study: str, uid: str | None = None) -> tuple[dict, list[
                _config_keys=[k for k in row
                              if k not in ("study", schema.RUN_ID, "results")] + ["record"])
     row[schema.GIT_COMMIT] = written.get(schema.GIT_COMMIT)
+    # the header names the library versions; kept here so it need not read config.json again
+    row[schema.VERSIONS] = written.get(schema.VERSIONS)
     if summary is None:
         row.update({schema.STATUS: NO_SUMMARY, schema.ERROR: f"no {schema.SUMMARY_FILE} yet"})
         return row, [], []

@@ -38,8 +38,8 @@ STYLE = {
 # No creation date, no library version: the same records give byte-identical files.
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": "bench report", "Producer": None, "CreationDate": None}
-WIDE_RANGE = 30.0
-COLUMN_MAX_HEIGHT = 4.5  # inches: a one-column figure leaves room for its caption  # log y when max/min of the positive values exceeds this
+WIDE_RANGE = 30.0  # log y when max/min of the positive values exceeds this
+COLUMN_MAX_HEIGHT = 4.5  # inches: a one-column figure leaves room for its caption
 
 
 # Paper sizes, saved as PDF: one column (3.5 in, IEEE/ACM two-column layouts) and the full
@@ -165,15 +165,14 @@ def compact_number(value: float, _pos=None) -> str:
 def plain_ticks(fig: Figure) -> None:
     """Every numeric axis (linear or log) labelled with compact plain numbers; log axes label
     their decades only."""
-    from matplotlib import ticker
-
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             fmt = axis.get_major_formatter()
-            if isinstance(fmt, (ticker.ScalarFormatter, ticker.LogFormatter)):
-                axis.set_major_formatter(ticker.FuncFormatter(compact_number))
+            if isinstance(fmt, (matplotlib.ticker.ScalarFormatter,
+                                matplotlib.ticker.LogFormatter)):
+                axis.set_major_formatter(matplotlib.ticker.FuncFormatter(compact_number))
                 if axis.get_scale() == "log":
-                    axis.set_minor_formatter(ticker.NullFormatter())
+                    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def _tick_size(ax) -> float:

@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from bench.energy import SENSITIVITY, reprice
 from bench.errors import BenchError
 from bench.record import read_summary
 from bench.report.tables import Table
-from bench.report.verdicts import HOLDS, NA, effect, judge
+from bench.report.verdicts import HOLDS, NA, effect, fails_bold, judge, seeds_of
 
 # (a run row with its record folder in `path`, energy setting overrides) -> uJ per image
 Price = Callable[[pd.Series, dict[str, Any]], float]
@@ -40,45 +41,29 @@ class CannotReprice(Exception):
     """A run whose record keeps no counts to reprice; the message names it."""
 
 
-def grid_of(sensitivity: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """bench.energy.SENSITIVITY as (label, overrides) pairs: a mapping label -> overrides, or a
-    sequence of (label, overrides) pairs or of override dicts with a 'label' key."""
-    if isinstance(sensitivity, dict):
-        return tuple((str(k), dict(v)) for k, v in sensitivity.items())
-    out = []
-    for item in sensitivity:
-        if isinstance(item, dict) and isinstance(item.get("settings"), dict):
-            body = dict(item["settings"])  # bench.energy's form: {label, settings}
-            out.append((str(item.get("label") or _label(body)), body))
-        elif isinstance(item, dict):
-            body = {k: v for k, v in item.items() if k != "label"}
-            out.append((str(item.get("label") or _label(body)), body))
-        else:
-            label, body = item
-            out.append((str(label), dict(body)))
-    return tuple(out)
+def grid_of(sensitivity: Iterable[dict[str, Any]]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """bench.energy.SENSITIVITY ({label, settings} entries) as (label, overrides) pairs."""
+    return tuple((str(item["label"]), dict(item["settings"])) for item in sensitivity)
 
 
-def _label(overrides: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in overrides.items())
-
-
-def default_pricing() -> Pricing | None:
-    """bench.energy's repricing, or None in a bench that has none."""
-    try:
-        from bench.energy import SENSITIVITY, reprice  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def default_pricing() -> Pricing:
+    """bench.energy's repricing over its SENSITIVITY grid."""
+    # summary.json carries large histograms: read and decode each once, not once per setting
+    summaries: dict[Any, dict[str, Any]] = {}
 
     def price(run: pd.Series, overrides: dict[str, Any]) -> float:
-        return float(reprice(read_summary(run.get("path")), **overrides).total_uj)
+        path = run.get("path")
+        if path not in summaries:
+            summaries[path] = read_summary(path)
+        return float(reprice(summaries[path], **overrides).total_uj)
 
     return Pricing(grid_of(SENSITIVITY), price)
 
 
 def _repriced(pricing: Pricing, runs: pd.DataFrame, uids: Iterable[str], label: str,
               overrides: dict[str, Any], cache: dict) -> tuple[list[float], list | None]:
-    values, seeds = [], []
+    uids = list(uids)
+    values = []
     for uid in uids:
         key = (uid, label)
         if key not in cache:
@@ -87,8 +72,8 @@ def _repriced(pricing: Pricing, runs: pd.DataFrame, uids: Iterable[str], label: 
             except REPRICE_ERRORS as exc:
                 raise CannotReprice(f"{uid} ({type(exc).__name__}: {exc})") from None
         values.append(cache[key])
-        seeds.append(runs.loc[uid, "seed"] if "seed" in runs.columns else None)
-    return values, seeds if all(s is not None for s in seeds) else None
+    seeds = seeds_of(runs, uids)
+    return values, seeds if seeds is not None and all(s is not None for s in seeds) else None
 
 
 def matrix(compares: list, runs: pd.DataFrame, pricing: Pricing) -> pd.DataFrame:
@@ -112,12 +97,16 @@ def matrix(compares: list, runs: pd.DataFrame, pricing: Pricing) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def _holds(cells: pd.DataFrame) -> pd.Series:
+    """Per cell: the claim holds in its direction, and in its size where the paper gives a
+    range (a single reported value can't be confirmed: direction only)."""
+    return (cells["direction"] == HOLDS) & ((cells["size"] == HOLDS) | cells["point"]
+                                            | (cells["size"] == NA))
+
+
 def all_hold(cells: pd.DataFrame) -> list[str]:
-    """Settings under which every energy claim holds: its direction, and its size where the
-    paper gives a range (a single reported value can't be confirmed: direction only)."""
-    ok = (cells["direction"] == HOLDS) & ((cells["size"] == HOLDS) | cells["point"]
-                                          | (cells["size"] == NA))
-    per = ok.groupby(cells["setting"], sort=False).all()
+    """Settings under which every energy claim holds (`_holds`)."""
+    per = _holds(cells).groupby(cells["setting"], sort=False).all()
     return [s for s, v in per.items() if v]
 
 
@@ -128,9 +117,7 @@ def sentence(cells: pd.DataFrame) -> str:
     if good:
         return (f"Settings under which all {n} energy claims hold at once on these runs "
                 f"(direction, and size where the paper gives a range): {', '.join(good)}.")
-    ok = (cells["direction"] == HOLDS) & ((cells["size"] == HOLDS) | cells["point"]
-                                          | (cells["size"] == NA))
-    counts = ok.groupby(cells["setting"], sort=False).sum()
+    counts = _holds(cells).groupby(cells["setting"], sort=False).sum()
     best = counts.idxmax()
     closest = (f"the closest, {best}, has {int(counts[best])} of {n}" if counts[best]
                else "none makes even one hold")
@@ -151,8 +138,7 @@ def table(cells: pd.DataFrame) -> Table:
         "95 % interval": [f"[{fmt(lo, r)}, {fmt(hi, r)}]" if np.isfinite(lo) else "n/a"
                           for lo, hi, r in zip(cells["low"], cells["high"], ratio)],
         "direction": cells["direction"], "size": cells["size"]}).astype(str)
-    bold = display.apply(lambda col: col.eq("fails") if col.name in ("direction", "size")
-                         else pd.Series(False, index=col.index))
+    bold = fails_bold(display)
     numeric = cells.drop(columns=["point"])
     text = ("Each energy claim judged again with every run repriced under each energy setting "
             "(counting x multi-level op pricing, and the SRAM laws at the default counting): "

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 
 LEVEL = 0.95
@@ -144,6 +145,12 @@ def _pairs(a, b, seeds_a, seeds_b) -> list[tuple[float, float]]:
     return pairs
 
 
+def seeds_of(runs: pd.DataFrame, uids: Sequence[str]) -> list | None:
+    """The seeds of these runs (`runs` indexed by uid), in their order, for `effect` to pair
+    them by; None when the runs record no seed."""
+    return list(runs.loc[list(uids), "seed"]) if "seed" in runs.columns else None
+
+
 def _interval(test, center: float, sds: tuple[float, ...]) -> tuple[float, float]:
     if all(s == 0 for s in sds):  # no spread at all: the interval is the point itself
         return center, center
@@ -248,12 +255,9 @@ def interval_text(eff: Effect, unit: str | None = None) -> str:
             f"({eff.pairing})")
 
 
-def decide_text(eff: Effect, verdict: str, boundaries: Sequence[float]) -> str:
-    """For an inconclusive verdict: roughly how many seeds per group would decide it."""
-    if verdict != INCONCLUSIVE:
-        return ""
-    if not eff.ok:
-        return "at least 2 runs per group are needed to see a spread"
+def decide_text(eff: Effect, boundaries: Sequence[float]) -> str:
+    """For an inconclusive verdict with an interval: roughly how many seeds per group would
+    decide it."""
     n = seeds_needed(eff, boundaries)
     if n is None:
         return "the mean sits on the boundary: more seeds alone will not decide it"
@@ -273,8 +277,14 @@ def judge(eff: Effect, side: str | None, low: float | None,
     if not eff.ok and INCONCLUSIVE in (d, s):
         return d, s, f"{notes[0]} (at least 2 runs per group are needed to see a spread)"
     if d == INCONCLUSIVE:
-        notes.append(f"direction: {decide_text(eff, d, [null])}")
+        notes.append(f"direction: {decide_text(eff, [null])}")
     if s == INCONCLUSIVE:
         bounds = [v for v in (low, high) if v is not None]
-        notes.append(f"size: {decide_text(eff, s, bounds)}")
+        notes.append(f"size: {decide_text(eff, bounds)}")
     return d, s, "; ".join(notes)
+
+
+def fails_bold(display: pd.DataFrame) -> pd.DataFrame:
+    """A table's bold mask: its 'fails' verdicts, so a claim our runs contradict stands out."""
+    return display.apply(lambda col: col.eq(FAILS) if col.name in ("direction", "size")
+                         else pd.Series(False, index=col.index))
